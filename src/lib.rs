@@ -1,0 +1,1 @@
+//! unimed-edge: offline Uni-Med inference on ONNX Runtime.
