@@ -1,0 +1,123 @@
+//! The batch results file: one JSON object a line, appended and flushed as each request completes, so
+//! that a batch killed at any moment (SIGKILL included) and started again with the same arguments skips
+//! what is done and ends with every id exactly once.
+//!
+//! Why this is safe: each result is one `write` of a whole line (the file is opened with O_APPEND) followed
+//! by `fsync`. A kill can at worst leave the last line without its newline; `open` cuts such a torn tail
+//! off before appending, so no half-written line survives. Every complete line must parse as JSON with a
+//! string `id`; anything else means the file is not ours (or was edited) and is refused, never rewritten.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+pub struct ResultLog {
+    path: PathBuf,
+    file: File,
+    done: HashSet<String>,
+}
+
+impl ResultLog {
+    /// Opens (or creates) the results file and reads the ids already done.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("cannot open results file {} for appending", path.display()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read results file {}", path.display()))?;
+
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut done = HashSet::new();
+        for (number, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let id = serde_json::from_slice::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+            match id {
+                Some(id) => {
+                    done.insert(id);
+                }
+                None => bail!(
+                    "results file {} line {}: expected a JSON object with a string \"id\" \
+                     (a file written by `unimed batch`); refusing to append to it",
+                    path.display(),
+                    number + 1
+                ),
+            }
+        }
+        if complete < bytes.len() {
+            // A torn last line from a killed run: drop it, the request will simply run again.
+            file.set_len(complete as u64)
+                .with_context(|| format!("cannot truncate the torn last line of {}", path.display()))?;
+        }
+        Ok(Self { path: path.to_owned(), file, done })
+    }
+
+    pub fn is_done(&self, id: &str) -> bool {
+        self.done.contains(id)
+    }
+
+    pub fn done_count(&self) -> usize {
+        self.done.len()
+    }
+
+    /// Appends one result as a single line and makes it durable before returning.
+    pub fn append(&mut self, id: &str, record: &serde_json::Value) -> Result<()> {
+        let mut line = serde_json::to_vec(record).context("cannot serialise a result record")?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .with_context(|| {
+                format!("cannot write a result to {} (disk full or not writable?)", self.path.display())
+            })?;
+        self.done.insert(id.to_owned());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("unimed-results-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        dir
+    }
+
+    #[test]
+    fn resumes_and_drops_a_torn_tail() -> Result<()> {
+        let path = temp_path("torn");
+        std::fs::write(&path, b"{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"te")?;
+        let mut log = ResultLog::open(&path)?;
+        assert!(log.is_done("a"));
+        assert!(!log.is_done("b"));
+        log.append("b", &json!({"id": "b", "text": "y"}))?;
+        let text = std::fs::read_to_string(&path)?;
+        assert_eq!(text, "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n");
+        std::fs::remove_file(&path)?;
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_a_foreign_file() -> Result<()> {
+        let path = temp_path("foreign");
+        std::fs::write(&path, b"hello world\n")?;
+        let err = ResultLog::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("line 1"), "{err}");
+        assert_eq!(std::fs::read(&path)?, b"hello world\n");
+        std::fs::remove_file(&path)?;
+        Ok(())
+    }
+}
