@@ -1,1 +1,15 @@
-fn main() {}
+//! `unimed`: command-line entry. Argument handling and output formatting live in `cli/`, one file per
+//! subcommand; everything else is the library.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    match cli::main() {
+        Ok(code) => code,
+        Err(err) => {
+            let style = cli::output::Style::stderr();
+            eprintln!("unimed: {} {err:#}", style.error("error:"));
+            cli::exit_codes::classify(&err).into()
+        }
+    }
+}

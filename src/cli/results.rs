@@ -18,6 +18,13 @@ pub struct ResultLog {
     path: PathBuf,
     file: File,
     done: HashSet<String>,
+    /// Ids whose record is an error record (an `error` field that is not null).
+    failed: HashSet<String>,
+}
+
+/// Whether a record is an error record.
+fn is_error_record(record: &serde_json::Value) -> bool {
+    record.get("error").is_some_and(|e| !e.is_null())
 }
 
 impl ResultLog {
@@ -35,15 +42,18 @@ impl ResultLog {
 
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let mut done = HashSet::new();
+        let mut failed = HashSet::new();
         for (number, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
-            let id = serde_json::from_slice::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+            let record = serde_json::from_slice::<serde_json::Value>(line).ok();
+            let id = record.as_ref().and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
             match id {
                 Some(id) => {
+                    if record.as_ref().is_some_and(is_error_record) {
+                        failed.insert(id.clone());
+                    }
                     done.insert(id);
                 }
                 None => bail!(
@@ -59,11 +69,16 @@ impl ResultLog {
             file.set_len(complete as u64)
                 .with_context(|| format!("cannot truncate the torn last line of {}", path.display()))?;
         }
-        Ok(Self { path: path.to_owned(), file, done })
+        Ok(Self { path: path.to_owned(), file, done, failed })
     }
 
     pub fn is_done(&self, id: &str) -> bool {
         self.done.contains(id)
+    }
+
+    /// Whether the id's record is an error record.
+    pub fn is_failed(&self, id: &str) -> bool {
+        self.failed.contains(id)
     }
 
     pub fn done_count(&self) -> usize {
@@ -81,6 +96,9 @@ impl ResultLog {
                 format!("cannot write a result to {} (disk full or not writable?)", self.path.display())
             })?;
         self.done.insert(id.to_owned());
+        if is_error_record(record) {
+            self.failed.insert(id.to_owned());
+        }
         Ok(())
     }
 }
@@ -103,6 +121,7 @@ mod tests {
         let mut log = ResultLog::open(&path)?;
         assert!(log.is_done("a"));
         assert!(!log.is_done("b"));
+        assert!(!log.is_failed("a"));
         log.append("b", &json!({"id": "b", "text": "y"}))?;
         let text = std::fs::read_to_string(&path)?;
         assert_eq!(text, "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n");

@@ -1,0 +1,223 @@
+//! `unimed info`: what a bundle holds and what this machine's ONNX Runtime offers: the manifest summary,
+//! each graph's files and sizes with its inputs and outputs (names, element types, shapes as the graph
+//! declares them), the ONNX Runtime library, its build and its execution providers. Text for people,
+//! `--json` for scripts.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::{json, Value};
+use unimed_edge::graphs::session::{create_session, environment};
+use unimed_edge::{Bundle, OptLevel, SessionOptions};
+
+use super::exit_codes::{fail, Exit};
+use super::model_arg::ModelArg;
+use super::output::{human_bytes, Style};
+use super::record;
+
+const EXAMPLES: &str = "\
+Examples:
+  unimed info --model models/tiny
+  unimed info --json | jq '.onnxruntime.providers'";
+
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+/// One input or output of a graph.
+fn outlet(o: &ort::value::Outlet) -> Value {
+    match o.dtype() {
+        ort::value::ValueType::Tensor { ty, shape, dimension_symbols } => {
+            let dims: Vec<Value> = shape
+                .iter()
+                .zip(dimension_symbols.iter())
+                .map(|(d, sym)| match (*d, sym.is_empty()) {
+                    (d, _) if d >= 0 => json!(d),
+                    (_, false) => json!(sym),
+                    _ => json!("?"),
+                })
+                .collect();
+            json!({"name": o.name(), "dtype": ty.to_string(), "shape": dims})
+        }
+        other => json!({"name": o.name(), "dtype": other.to_string(), "shape": null}),
+    }
+}
+
+/// The bundle's files that belong to `graph_file` (the graph and its external data), with sizes.
+fn graph_files(bundle: &Bundle, graph_file: &str) -> Vec<Value> {
+    bundle
+        .manifest()
+        .files
+        .iter()
+        .filter(|(name, _)| name.as_str() == graph_file || name.starts_with(&format!("{graph_file}.")))
+        .map(|(name, entry)| json!({"file": name, "size": entry.size, "sha256": entry.sha256}))
+        .collect()
+}
+
+/// Execution providers compiled into the loaded ONNX Runtime library (`GetAvailableProviders`). This is
+/// what the library can offer; whether a provider works also depends on drivers at session creation.
+fn available_providers() -> Result<Vec<String>> {
+    use std::ffi::{c_char, c_int, CStr};
+    let api = ort::api();
+    let mut list: *mut *mut c_char = std::ptr::null_mut();
+    let mut count: c_int = 0;
+    // SAFETY: the ORT C API fills `list` with `count` NUL-terminated strings that stay valid until
+    // ReleaseAvailableProviders; a non-null status means failure and is released after reading it.
+    unsafe {
+        let status = (api.GetAvailableProviders)(&mut list, &mut count);
+        if !status.0.is_null() {
+            let message = CStr::from_ptr((api.GetErrorMessage)(status.0)).to_string_lossy().into_owned();
+            (api.ReleaseStatus)(status.0);
+            return Err(fail(Exit::Runtime, format!("ONNX Runtime GetAvailableProviders failed: {message}")));
+        }
+        let mut names = Vec::new();
+        if !list.is_null() {
+            for i in 0..usize::try_from(count).unwrap_or(0) {
+                let p = *list.add(i);
+                if !p.is_null() {
+                    names.push(CStr::from_ptr(p).to_string_lossy().into_owned());
+                }
+            }
+            let release = (api.ReleaseAvailableProviders)(list, count);
+            if !release.0.is_null() {
+                (api.ReleaseStatus)(release.0);
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// Everything `info` reports, as JSON (the text form is printed from it).
+fn collect(bundle: &Bundle) -> Result<Value> {
+    let m = bundle.manifest();
+    // Sessions only to read declared inputs/outputs: no optimisation and no prepacking, so even a 7B
+    // bundle opens quickly (weights stay memory-mapped).
+    let options = SessionOptions { opt_level: OptLevel::Disable, prepacking: false, ..SessionOptions::default() };
+    let (_, library) = environment(None)?;
+    let g = &m.graphs;
+    let mut graphs = serde_json::Map::new();
+    for (name, file, precision) in [
+        ("vision", &g.vision.file, &g.vision.precision),
+        ("connector", &g.connector.file, &g.connector.precision),
+        ("decoder", &g.decoder.file, &g.decoder.precision),
+    ] {
+        let session = create_session(name, &bundle.path(file), &options)?;
+        let files = graph_files(bundle, file);
+        let size: u64 = files.iter().filter_map(|f| f["size"].as_u64()).sum();
+        graphs.insert(
+            name.to_string(),
+            json!({
+                "file": file,
+                "precision": precision,
+                "size": size,
+                "files": files,
+                "inputs": session.inputs().iter().map(outlet).collect::<Vec<_>>(),
+                "outputs": session.outputs().iter().map(outlet).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    let total: u64 = m.files.values().map(|f| f.size).sum();
+    Ok(json!({
+        "bundle": {
+            "dir": bundle.dir(),
+            "identity": record::model_identity(bundle)?,
+            "total_size": total,
+            "model": m.model,
+            "tasks": m.tasks.keys().collect::<Vec<_>>(),
+            "label_sets": m.label_sets.iter().map(|(k, v)| (k.clone(), json!(v.labels.len()))).collect::<serde_json::Map<_, _>>(),
+            "generation": m.generation,
+            "tokens": m.tokens,
+            "provenance": m.provenance,
+        },
+        "graphs": graphs,
+        "embed_tokens": m.embed_tokens,
+        "onnxruntime": {
+            "library": library,
+            "build": ort::info(),
+            "providers": available_providers()?,
+        },
+    }))
+}
+
+fn print_text(info: &Value) {
+    let s = Style::stdout();
+    let b = &info["bundle"];
+    let model = &b["model"];
+    println!("{} {}", s.bold("bundle"), b["dir"].as_str().unwrap_or_default());
+    println!(
+        "  format version {}, manifest sha256 {}",
+        b["identity"]["format_version"], b["identity"]["manifest_sha256"].as_str().unwrap_or_default()
+    );
+    println!("  total size {}", human_bytes(b["total_size"].as_u64().unwrap_or(0)));
+    if let Some(dims) = model.as_object() {
+        let line: Vec<String> = dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("  model {}", line.join(" "));
+    }
+    let tasks: Vec<&str> = b["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    println!("  tasks {}", tasks.join(", "));
+    if let Some(sets) = b["label_sets"].as_object() {
+        let line: Vec<String> = sets.iter().map(|(k, v)| format!("{k} ({v} labels)")).collect();
+        println!("  label sets {}", line.join(", "));
+    }
+    println!("  generation {}", b["generation"]);
+    let p = &b["provenance"];
+    println!(
+        "  exported by unimed_export {} at {}{}",
+        p["exporter_version"].as_str().unwrap_or("?"),
+        p["created"].as_str().unwrap_or("?"),
+        if p["synthetic"].is_null() { "" } else { " (synthetic weights)" }
+    );
+    if let Some(graphs) = info["graphs"].as_object() {
+        for (name, g) in graphs {
+            println!(
+                "{} {} ({}, {})",
+                s.bold(&format!("graph {name}")),
+                g["file"].as_str().unwrap_or_default(),
+                g["precision"].as_str().unwrap_or_default(),
+                human_bytes(g["size"].as_u64().unwrap_or(0))
+            );
+            for (side, key) in [("in ", "inputs"), ("out", "outputs")] {
+                for o in g[key].as_array().into_iter().flatten() {
+                    let shape: Vec<String> = o["shape"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_owned))
+                        .collect();
+                    println!(
+                        "  {side} {:<28} {:<8} [{}]",
+                        o["name"].as_str().unwrap_or_default(),
+                        o["dtype"].as_str().unwrap_or_default(),
+                        shape.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    let e = &info["embed_tokens"];
+    println!("{} {} {} {}", s.bold("embed_tokens"), e["file"].as_str().unwrap_or_default(), e["dtype"], e["shape"]);
+    let o = &info["onnxruntime"];
+    println!("{} {}", s.bold("onnxruntime"), o["library"].as_str().unwrap_or_default());
+    println!("  build {}", o["build"].as_str().unwrap_or_default());
+    let providers: Vec<&str> = o["providers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    println!("  execution providers {}", providers.join(", "));
+}
+
+pub fn run(args: InfoArgs) -> Result<ExitCode> {
+    let dir = args.model.dir()?;
+    let bundle = Bundle::load(&dir)?;
+    let info = collect(&bundle)?;
+    if args.json {
+        println!("{info}");
+    } else {
+        print_text(&info);
+    }
+    Ok(Exit::Ok.into())
+}

@@ -1,0 +1,293 @@
+//! `decoder.onnx`: LLaMA with LoRA merged, driven one step at a time.
+//! `inputs_embeds [1,S,H], attention_mask i64[1,T], past.{i}.key/value [1,kvH,P,D] -> logits [1,S|1,V],
+//! present.{i}.key/value`. Names (with `%d` layer templates) and the KV strategy come from the manifest;
+//! the KV strategies are described in `kv_cache.rs`.
+//!
+//! In-place mode uses an `IoBinding`: the cache buffers are bound once (as past inputs and present
+//! outputs, the same `OrtValue`) and only `inputs_embeds` and `attention_mask` are rebound per step.
+//! Every step also checks that the presents ONNX Runtime hands back live at the cache's addresses, so a
+//! graph that silently allocates new presents (i.e. copies the cache) is an error, not a slowdown.
+
+use std::path::Path;
+
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session};
+use ort::value::{DynValue, Tensor};
+
+use super::kv_cache::{KvCache, KvShape, KvStorage};
+use super::session::{create_session, SessionOptions};
+use super::{check_outlet, dim, Side};
+use crate::bundle::{Manifest, PH_LAYER};
+use crate::error::{Error, Result};
+
+const GRAPH: &str = "decoder";
+
+/// Resolved tensor names.
+#[derive(Debug, Clone)]
+struct Names {
+    inputs_embeds: String,
+    attention_mask: String,
+    logits: String,
+    past_keys: Vec<String>,
+    past_values: Vec<String>,
+    present_keys: Vec<String>,
+    present_values: Vec<String>,
+}
+
+fn per_layer(template: &str, layers: usize) -> Vec<String> {
+    (0..layers).map(|i| template.replacen(PH_LAYER, &i.to_string(), 1)).collect()
+}
+
+/// The decoder session and its step function.
+pub struct DecoderGraph {
+    session: Session,
+    names: Names,
+    kv: KvShape,
+    hidden: usize,
+    vocab: usize,
+    context_length: usize,
+    share_buffer: bool,
+    /// In-place mode: the binding and the cache buffer addresses it is bound to.
+    binding: Option<(IoBinding, Vec<usize>)>,
+}
+
+impl DecoderGraph {
+    pub fn load(model: &Path, manifest: &Manifest, opts: &SessionOptions) -> Result<Self> {
+        let spec = &manifest.graphs.decoder;
+        let m = &manifest.model;
+        let session = create_session(GRAPH, model, opts)?;
+        let names = Names {
+            inputs_embeds: spec.inputs.inputs_embeds.clone(),
+            attention_mask: spec.inputs.attention_mask.clone(),
+            logits: spec.outputs.logits.clone(),
+            past_keys: per_layer(&spec.inputs.past_key, m.num_layers),
+            past_values: per_layer(&spec.inputs.past_value, m.num_layers),
+            present_keys: per_layer(&spec.outputs.present_key, m.num_layers),
+            present_values: per_layer(&spec.outputs.present_value, m.num_layers),
+        };
+        check_outlet(GRAPH, &session, Side::Input, &names.inputs_embeds, "graphs.decoder.inputs.inputs_embeds", &[
+            None,
+            None,
+            dim(m.hidden_size, "model.hidden_size"),
+        ])?;
+        check_outlet(GRAPH, &session, Side::Input, &names.attention_mask, "graphs.decoder.inputs.attention_mask", &[None, None])?;
+        check_outlet(GRAPH, &session, Side::Output, &names.logits, "graphs.decoder.outputs.logits", &[
+            None,
+            None,
+            dim(m.vocab_size, "model.vocab_size"),
+        ])?;
+        let kv_dims = [None, dim(m.num_kv_heads, "model.num_kv_heads"), None, dim(m.head_dim, "model.head_dim")];
+        for (list, side, field) in [
+            (&names.past_keys, Side::Input, "graphs.decoder.inputs.past_key"),
+            (&names.past_values, Side::Input, "graphs.decoder.inputs.past_value"),
+            (&names.present_keys, Side::Output, "graphs.decoder.outputs.present_key"),
+            (&names.present_values, Side::Output, "graphs.decoder.outputs.present_value"),
+        ] {
+            for name in list.iter() {
+                check_outlet(GRAPH, &session, side, name, field, &kv_dims)?;
+            }
+        }
+        // A graph with more layers than the manifest says would silently run with unbound inputs.
+        let n_inputs = session.inputs().len();
+        let expected_inputs = 2 + 2 * m.num_layers;
+        if n_inputs != expected_inputs {
+            return Err(Error::Bundle {
+                path: model.to_path_buf(),
+                field: "model.num_layers".into(),
+                message: format!(
+                    "the graph has {n_inputs} inputs; inputs_embeds + attention_mask + 2 x {} layers = {expected_inputs} expected",
+                    m.num_layers
+                ),
+            });
+        }
+        Ok(DecoderGraph {
+            session,
+            names,
+            kv: KvShape { num_layers: m.num_layers, kv_heads: m.num_kv_heads, head_dim: m.head_dim },
+            hidden: m.hidden_size,
+            vocab: m.vocab_size,
+            context_length: m.context_length,
+            share_buffer: spec.past_present_share_buffer,
+            binding: None,
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// A new cache of the manifest's strategy, with room for `capacity` positions (in-place mode; the
+    /// moved mode grows as needed). `capacity` is capped at the context length.
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
+        if self.share_buffer {
+            KvCache::new_shared(self.kv, capacity.min(self.context_length))
+        } else {
+            KvCache::new_moved(self.kv)
+        }
+    }
+
+    /// Whether `cache` can be reused for a request needing `total` positions.
+    pub fn cache_fits(&self, cache: &KvCache, total: usize) -> bool {
+        cache.is_shared() == self.share_buffer && cache.capacity().is_none_or(|c| c >= total)
+    }
+
+    /// Runs `seq_len` positions (`embeds` is row-major `[seq_len, H]`) on top of `cache`, appends them
+    /// to the cache and returns the logits of the last position (`V` floats).
+    pub fn step(&mut self, cache: &mut KvCache, embeds: Vec<f32>, seq_len: usize) -> Result<Vec<f32>> {
+        if seq_len == 0 || embeds.len() != seq_len * self.hidden {
+            return Err(Error::Tensor {
+                stage: GRAPH.into(),
+                tensor: self.names.inputs_embeds.clone(),
+                expected: format!("[1,{seq_len},{}] with seq_len > 0", self.hidden),
+                actual: format!("{} floats", embeds.len()),
+            });
+        }
+        let total = cache.len() + seq_len;
+        let limit = cache.capacity().unwrap_or(self.context_length).min(self.context_length);
+        if total > limit {
+            return Err(Error::Request(format!(
+                "sequence of {total} positions exceeds the decoder's limit of {limit} (context_length {})",
+                self.context_length
+            )));
+        }
+        let position = cache.len();
+        let stage = || format!("{GRAPH} step at position {position}");
+        let embeds = Tensor::from_array(([1usize, seq_len, self.hidden], embeds)).map_err(|e| Error::ort(stage(), e))?;
+        // Its length tells the graph the total sequence length (past + new).
+        let mask = Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(|e| Error::ort(stage(), e))?;
+        let logits = match &mut cache.storage {
+            KvStorage::Shared { layers, .. } => {
+                let ptrs: Vec<usize> =
+                    layers.iter().flat_map(|(k, v)| [k.data_ptr() as usize, v.data_ptr() as usize]).collect();
+                let rebind = self.binding.as_ref().is_none_or(|(_, bound)| *bound != ptrs);
+                if rebind {
+                    self.binding = Some((bind_cache(&self.session, &self.names, layers)?, ptrs.clone()));
+                }
+                let Some((binding, _)) = self.binding.as_mut() else {
+                    return Err(Error::ort(stage(), "IoBinding missing after binding"));
+                };
+                binding.bind_input(&self.names.inputs_embeds, &embeds).map_err(|e| Error::ort(stage(), e))?;
+                binding.bind_input(&self.names.attention_mask, &mask).map_err(|e| Error::ort(stage(), e))?;
+                // Rebound every step: once run, a device-bound output keeps the previous run's tensor,
+                // whose shape ([1,S,V] after the prefill) would be imposed on the next run.
+                bind_logits(binding, &self.names.logits).map_err(|e| Error::ort(stage(), e))?;
+                let outputs = self.session.run_binding(binding).map_err(|e| Error::ort(stage(), e))?;
+                check_in_place(&self.names, &outputs, &ptrs, &stage())?;
+                let value = outputs
+                    .get(&self.names.logits)
+                    .ok_or_else(|| Error::ort(stage(), format!("no output `{}`", self.names.logits)))?;
+                last_row(value, self.vocab, &self.names.logits, &stage())?
+            }
+            KvStorage::Moved { layers } => {
+                let mut inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)> =
+                    Vec::with_capacity(2 + 2 * layers.len());
+                inputs.push((self.names.inputs_embeds.as_str().into(), (&embeds).into()));
+                inputs.push((self.names.attention_mask.as_str().into(), (&mask).into()));
+                for (i, (k, v)) in layers.iter().enumerate() {
+                    inputs.push((self.names.past_keys[i].as_str().into(), k.into()));
+                    inputs.push((self.names.past_values[i].as_str().into(), v.into()));
+                }
+                let mut outputs = self.session.run(inputs).map_err(|e| Error::ort(stage(), e))?;
+                let value = outputs
+                    .get(&self.names.logits)
+                    .ok_or_else(|| Error::ort(stage(), format!("no output `{}`", self.names.logits)))?;
+                let logits = last_row(value, self.vocab, &self.names.logits, &stage())?;
+                let mut next = Vec::with_capacity(layers.len());
+                for i in 0..layers.len() {
+                    let mut take = |name: &str| -> Result<DynValue> {
+                        let v = outputs.remove(name).ok_or_else(|| Error::ort(stage(), format!("no output `{name}`")))?;
+                        check_present_len(&v, total, name, &stage())?;
+                        Ok(v)
+                    };
+                    next.push((take(&self.names.present_keys[i])?, take(&self.names.present_values[i])?));
+                }
+                drop(outputs);
+                *layers = next;
+                logits
+            }
+        };
+        cache.advance(seq_len);
+        Ok(logits)
+    }
+}
+
+/// Binds every layer's buffer as both its past input and its present output.
+fn bind_cache(session: &Session, names: &Names, layers: &mut [(Tensor<f32>, Tensor<f32>)]) -> Result<IoBinding> {
+    let stage = "decoder: binding the KV cache";
+    let mut binding = session.create_binding().map_err(|e| Error::ort(stage, e))?;
+    for (i, (k, v)) in layers.iter_mut().enumerate() {
+        binding.bind_input(&names.past_keys[i], &*k).map_err(|e| Error::ort(stage, e))?;
+        binding.bind_input(&names.past_values[i], &*v).map_err(|e| Error::ort(stage, e))?;
+        binding.bind_output(&names.present_keys[i], &mut *k).map_err(|e| Error::ort(stage, e))?;
+        binding.bind_output(&names.present_values[i], &mut *v).map_err(|e| Error::ort(stage, e))?;
+    }
+    Ok(binding)
+}
+
+/// Lets ONNX Runtime allocate `logits` in CPU memory for the coming run.
+fn bind_logits(binding: &mut IoBinding, name: &str) -> std::result::Result<(), ort::Error> {
+    let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::CPUOutput)?;
+    binding.bind_output_to_device(name, &cpu)
+}
+
+/// The presents ONNX Runtime returns must be the cache buffers themselves.
+fn check_in_place(names: &Names, outputs: &ort::session::SessionOutputs<'_>, ptrs: &[usize], stage: &str) -> Result<()> {
+    for (i, (k, v)) in names.present_keys.iter().zip(&names.present_values).enumerate() {
+        for (j, name) in [k, v].into_iter().enumerate() {
+            let got = outputs
+                .get(name)
+                .and_then(|val| val.try_extract_tensor::<f32>().ok().map(|(_, d)| d.as_ptr() as usize));
+            if got != Some(ptrs[2 * i + j]) {
+                return Err(Error::Tensor {
+                    stage: stage.to_string(),
+                    tensor: name.clone(),
+                    expected: "the present written in place into the shared KV buffer".into(),
+                    actual: "a separately allocated present (the graph does not share past/present buffers; \
+                             set past_present_share_buffer false for this decoder)"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_present_len(value: &DynValue, total: usize, name: &str, stage: &str) -> Result<()> {
+    let shape = value.try_extract_tensor::<f32>().map(|(s, _)| s.to_vec()).unwrap_or_default();
+    if shape.len() != 4 || shape[2] as usize != total {
+        return Err(Error::Tensor {
+            stage: stage.to_string(),
+            tensor: name.to_string(),
+            expected: format!("[1, kv_heads, {total}, head_dim]"),
+            actual: format!("{shape:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// The last position's `V` logits of a `[1, S, V]` tensor.
+fn last_row(value: &DynValue, vocab: usize, name: &str, stage: &str) -> Result<Vec<f32>> {
+    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| Error::Tensor {
+        stage: stage.to_string(),
+        tensor: name.to_string(),
+        expected: "float32".into(),
+        actual: e.to_string(),
+    })?;
+    if shape.len() != 3 || shape[2] as usize != vocab || data.len() < vocab {
+        return Err(Error::Tensor {
+            stage: stage.to_string(),
+            tensor: name.to_string(),
+            expected: format!("[1, S, {vocab}]"),
+            actual: format!("{:?}", &shape[..]),
+        });
+    }
+    Ok(data[data.len() - vocab..].to_vec())
+}
