@@ -203,3 +203,10 @@ fn invalid_requests_are_refused_with_a_reason() {
         }
     }
 }
+
+/// The engine can be moved to a worker thread (its `run` takes `&mut self`; see the `engine` docs).
+#[test]
+fn engine_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Engine>();
+}

@@ -232,12 +232,18 @@ def first_value(v) -> float:
 def dicom_cases() -> list:
     cases: list = []
 
-    def add(name: str, file: str, expected: np.ndarray, store: str | None = None, **opts) -> None:
-        """store: reuse an expectation file already written (identical pixels)."""
-        if store is None:
-            store = f"dicom_{name}.png"
-            Image.fromarray(expected).save(OUT / store, optimize=True)
-        cases.append({"name": name, "file": file, "expected": store, **opts})
+    def add(name: str, file: str, expected: np.ndarray, store: str | None = None, hash_only: bool = False,
+            **opts) -> None:
+        """store: reuse an expectation file already written (identical pixels); hash_only: record
+        the sha256 of the RGB bytes instead of a PNG (exact match; keeps large frames out of git)."""
+        rgb = expected if expected.ndim == 3 else np.repeat(expected[..., None], 3, axis=2)
+        case = {"name": name, "file": file, "expected_sha256": hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()}
+        if not hash_only:
+            if store is None:
+                store = f"dicom_{name}.png"
+                Image.fromarray(expected).save(OUT / store, optimize=True)
+            case["expected"] = store
+        cases.append({**case, **opts})
 
     ct_path = get_testdata_file("CT_small.dcm")
     ct = pydicom.dcmread(ct_path)
@@ -269,6 +275,37 @@ def dicom_cases() -> list:
     # Multi-frame, 32-bit unsigned: frame 3 of rtdose.dcm (no window: min/max of that frame).
     dose = pydicom.dcmread(get_testdata_file("rtdose.dcm"))
     add("rtdose_frame3", "rtdose.dcm", minmax(modality(dose, dose.pixel_array[3])), frame=3, frames=int(dose.NumberOfFrames), source="MinMax")
+
+    # More transfer syntaxes and layouts, checked by hash: deflate (8-bit), JPEG 2000 (CT, 14 bits
+    # stored, signed, file window), 1-bit SEG, 12-bit MR with two windows (the first is used).
+    dfl = pydicom.dcmread(get_testdata_file("image_dfl.dcm"))
+    add("deflate_minmax", "image_dfl.dcm", minmax(modality(dfl, dfl.pixel_array)), hash_only=True, source="MinMax")
+    j2k = pydicom.dcmread(get_testdata_file("693_J2KI.dcm"))
+    add("ct_j2k_file_window", "693_J2KI.dcm",
+        window_linear(modality(j2k, j2k.pixel_array), first_value(j2k.WindowCenter), first_value(j2k.WindowWidth)),
+        hash_only=True, source="File")
+    seg = pydicom.dcmread(get_testdata_file("liver_1frame.dcm"))
+    add("seg_1bit", "liver_1frame.dcm", minmax(seg.pixel_array.astype(np.float64)), hash_only=True, source="MinMax")
+    ov = pydicom.dcmread(get_testdata_file("examples_overlay.dcm"))
+    add("mr_12bit_first_window", "examples_overlay.dcm",
+        window_linear(modality(ov, ov.pixel_array), first_value(ov.WindowCenter), first_value(ov.WindowWidth)),
+        hash_only=True, source="File")
+
+    # Native YBR_FULL (no such file in pydicom's set): a crop of the ultrasound image converted by
+    # pydicom; the expectation is pydicom's own YBR_FULL -> RGB conversion of it.
+    from pydicom.pixels import convert_color_space
+    src = pydicom.dcmread(get_testdata_file("examples_rgb_color.dcm"))
+    crop = np.ascontiguousarray(src.pixel_array[80:128, 100:164])
+    ybr_ds = pydicom.dcmread(get_testdata_file("examples_rgb_color.dcm"))
+    ybr_ds.Rows, ybr_ds.Columns = crop.shape[:2]
+    ybr_ds.PhotometricInterpretation = "YBR_FULL"
+    ybr_ds.PixelData = convert_color_space(crop, "RGB", "YBR_FULL").tobytes()
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
+        if keyword in ybr_ds:
+            setattr(ybr_ds, keyword, "")
+    ybr_ds.save_as(OUT / "ybr_full_native.dcm", enforce_file_format=True)
+    back = pydicom.dcmread(OUT / "ybr_full_native.dcm").pixel_array
+    add("ybr_full_native", "fixtures:ybr_full_native.dcm", back)
 
     # Colour: native RGB (a real ultrasound image) and multi-frame RLE RGB.
     rgb = pydicom.dcmread(get_testdata_file("examples_rgb_color.dcm"))

@@ -23,8 +23,10 @@ def _complete(folder: Path) -> bool:
     marker = folder / "synth.json"
     if not marker.is_file():
         return False
+    from unimed_export.synth import SYNTH_VERSION
+
     record = json.loads(marker.read_text())
-    return record.get("size") == "tiny" and record.get("seed") == 0
+    return (record.get("synth_version"), record.get("size"), record.get("seed")) == (SYNTH_VERSION, "tiny", 0)
 
 
 @pytest.fixture(scope="session")

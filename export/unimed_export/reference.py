@@ -161,12 +161,31 @@ def resolve_inputs(args) -> tuple[Path, Path, Path]:
     return eva, llama, ckpt
 
 
+def warn_if_too_big(eva: Path, llama: Path, ckpt: Path, dtype: torch.dtype) -> None:
+    """Warn (not fail: the estimate ignores page cache and activations) when the model will not fit in RAM."""
+    from .model.unimed import parameter_count
+    from .prompt import CONNECTOR_TASKS
+    from .readers import read_checkpoint, read_eva, read_llama
+
+    need = parameter_count(read_eva(eva), read_llama(llama), read_checkpoint(ckpt, CONNECTOR_TASKS)) * \
+        torch.finfo(dtype).bits // 8
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        available = int(re.search(r"MemAvailable:\s+(\d+) kB", meminfo).group(1)) * 1024
+    except (OSError, AttributeError):
+        return
+    if need > available:
+        print(f"reference: warning: the model needs ~{need / 1e9:.1f} GB in {dtype} but only {available / 1e9:.1f} GB "
+              "is available; consider --dtype bfloat16", file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
     from .model.unimed import UniMed
 
     try:
         eva, llama, ckpt = resolve_inputs(args)
         requests = read_requests(args.requests)
+        warn_if_too_big(eva, llama, ckpt, _DTYPES[args.dtype])
         t0 = time.perf_counter()
         model = UniMed.load(eva, llama, ckpt, _DTYPES[args.dtype])
         load_s = time.perf_counter() - t0

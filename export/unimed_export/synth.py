@@ -39,6 +39,8 @@ LOGIT_STD, ROUTER_LOGIT_STD = 4.0, 2.0
 # E[gelu(z)^2] for z ~ N(0,1): scales fc2 so router logits have the wanted std.
 GELU_SECOND_MOMENT = 0.425
 SHARD_BYTES = 2 * 1024**3
+# Bumped whenever the generated weights change, so cached synth folders (tests) are rebuilt.
+SYNTH_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ def synthesize(size: str, seed: int, out: Path, npm_tgz: Path | None = None) -> 
                 "scaler": None, "epoch": 0}, out / "checkpoint.pth")
     timings["checkpoint_s"] = time.perf_counter() - t0
     record = {
-        "size": size, "seed": seed, "dims": asdict(s) | {"vit_heads": s.vit_heads, "vit_mlp": s.vit_mlp,
+        "synth_version": SYNTH_VERSION, "size": size, "seed": seed, "dims": asdict(s) | {"vit_heads": s.vit_heads, "vit_mlp": s.vit_mlp,
                                                         "feature_dim": s.feature_dim, "router_hidden": s.router_hidden},
         "bytes": {name: dir_size(out / name) for name in ("eva_vit_g.pth", "llama", "checkpoint.pth")},
         "timings": timings, "torch": torch.__version__,

@@ -94,6 +94,14 @@ fn available_providers() -> Result<Vec<String>> {
     }
 }
 
+/// The version in the library's file name (`libonnxruntime.so.1.31.1` → `1.31.1`): the C API's
+/// version string is not exposed by `ort`, and the build-info string does not carry it.
+fn library_version(library: &std::path::Path) -> Option<String> {
+    let name = library.file_name()?.to_str()?;
+    let version = name.split_once(".so.")?.1;
+    version.chars().all(|c| c.is_ascii_digit() || c == '.').then(|| version.to_string())
+}
+
 /// Everything `info` reports, as JSON (the text form is printed from it).
 fn collect(bundle: &Bundle) -> Result<Value> {
     let m = bundle.manifest();
@@ -102,7 +110,8 @@ fn collect(bundle: &Bundle) -> Result<Value> {
     let options = SessionOptions { opt_level: OptLevel::Disable, prepacking: false, ..SessionOptions::default() };
     let (_, library) = environment(None)?;
     let g = &m.graphs;
-    let mut graphs = serde_json::Map::new();
+    // In data-flow order (image → connector → decoder), as people read the pipeline.
+    let mut graphs = Vec::new();
     for (name, file, precision) in [
         ("vision", &g.vision.file, &g.vision.precision),
         ("connector", &g.connector.file, &g.connector.precision),
@@ -111,17 +120,15 @@ fn collect(bundle: &Bundle) -> Result<Value> {
         let session = create_session(name, &bundle.path(file), &options)?;
         let files = graph_files(bundle, file);
         let size: u64 = files.iter().filter_map(|f| f["size"].as_u64()).sum();
-        graphs.insert(
-            name.to_string(),
-            json!({
+        graphs.push(json!({
+                "name": name,
                 "file": file,
                 "precision": precision,
                 "size": size,
                 "files": files,
                 "inputs": session.inputs().iter().map(outlet).collect::<Vec<_>>(),
                 "outputs": session.outputs().iter().map(outlet).collect::<Vec<_>>(),
-            }),
-        );
+        }));
     }
     let total: u64 = m.files.values().map(|f| f.size).sum();
     Ok(json!({
@@ -140,6 +147,7 @@ fn collect(bundle: &Bundle) -> Result<Value> {
         "embed_tokens": m.embed_tokens,
         "onnxruntime": {
             "library": library,
+            "version": library_version(&library),
             "build": ort::info(),
             "providers": available_providers()?,
         },
@@ -174,8 +182,9 @@ fn print_text(info: &Value) {
         p["created"].as_str().unwrap_or("?"),
         if p["synthetic"].is_null() { "" } else { " (synthetic weights)" }
     );
-    if let Some(graphs) = info["graphs"].as_object() {
-        for (name, g) in graphs {
+    if let Some(graphs) = info["graphs"].as_array() {
+        for g in graphs {
+            let name = g["name"].as_str().unwrap_or_default();
             println!(
                 "{} {} ({}, {})",
                 s.bold(&format!("graph {name}")),
@@ -204,7 +213,12 @@ fn print_text(info: &Value) {
     let e = &info["embed_tokens"];
     println!("{} {} {} {}", s.bold("embed_tokens"), e["file"].as_str().unwrap_or_default(), e["dtype"], e["shape"]);
     let o = &info["onnxruntime"];
-    println!("{} {}", s.bold("onnxruntime"), o["library"].as_str().unwrap_or_default());
+    println!(
+        "{} {} ({})",
+        s.bold("onnxruntime"),
+        o["version"].as_str().unwrap_or("version unknown"),
+        o["library"].as_str().unwrap_or_default()
+    );
     println!("  build {}", o["build"].as_str().unwrap_or_default());
     let providers: Vec<&str> = o["providers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     println!("  execution providers {}", providers.join(", "));

@@ -3,7 +3,7 @@
 //! engine, because `--draw` needs the decoded pixels and the record needs what the decoder found (format,
 //! DICOM window, frame) — never the DICOM's patient attributes, which the input stage does not read.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -37,7 +37,6 @@ impl InputFlags {
 /// A decoded input and where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedInput {
-    pub path: PathBuf,
     pub image: LoadedImage,
     /// Lower-case hex sha256 of the file's bytes: the input's identity in result records.
     pub sha256: String,
@@ -52,5 +51,5 @@ pub fn load(path: &Path, options: &InputOptions) -> Result<LoadedInput> {
     let (sha256, bytes) =
         sha256_file(path).map_err(|e| fail(Exit::Input, format!("cannot read input {}: {e}", path.display())))?;
     let image = load_image(path, options)?;
-    Ok(LoadedInput { path: path.to_path_buf(), image, sha256, bytes, decode: start.elapsed() })
+    Ok(LoadedInput { image, sha256, bytes, decode: start.elapsed() })
 }

@@ -26,7 +26,8 @@ Examples:
   unimed run --task rec --image chest.png --draw boxed.png \"left lung\"
   unimed run --task cls --image skin.jpg --label-set dermamnist --json | jq .label
   unimed batch worklist.jsonl --out results.jsonl
-  unimed info            unimed verify --model /data/unimed-7b-int4
+  unimed info --json
+  unimed verify --model /data/unimed-7b-int4
 
 The bundle: --model DIR, else $UNIMED_MODEL, else models/tiny (built by scripts/setup).
 Output: results on stdout (text, or one JSON object with --json); progress and timings on stderr.

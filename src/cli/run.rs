@@ -152,7 +152,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let loaded = args.image.as_deref().map(|p| input_flags::load(p, &args.input.options())).transpose()?;
     request.image = loaded.as_ref().map(|l| ImageSource::Loaded(l.image.clone()));
     request.text = args.text.clone();
-    request.bbox = args.bbox.as_deref().map(parse_box).transpose()?;
+    request.bbox = args.bbox.as_deref().map(parse_box).transpose().map_err(|e| fail(Exit::Usage, format!("{e:#}")))?;
     request.labels = match (&args.label_set, &args.labels) {
         (Some(set), _) => Some(Labels::Set(set.clone())),
         (None, Some(list)) => Some(Labels::Custom(list.clone())),

@@ -67,9 +67,10 @@ pub fn max_abs_diff(what: &str, got: &RgbImage, want: &RgbImage) -> (u8, usize) 
     (max, count)
 }
 
-/// A unique scratch path for files a test writes (truncated copies and the like).
+/// A scratch path for files a test writes (truncated copies and the like), under Cargo's
+/// per-target temporary directory, one subfolder per test process.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("unimed-input-tests-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("input-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     dir.join(name)
 }

@@ -16,7 +16,7 @@ import torch
 from .. import __version__
 from ..prompt import CONNECTOR_TASKS, manifest_tables
 from ..readers import read_checkpoint, read_eva, read_llama
-from .connector_graph import export_connector
+from .connector_graph import FoldedConnector, export_connector
 from .decoder import install_decoder, read_contract, remove_tree, run_builder
 from .embed import write_embed_table, write_tokenizer
 from .image_precision import convert_graph
@@ -66,11 +66,13 @@ def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_prec
     log(f"vision: wrote {_graph_files(bundle, files)}")
 
     log(f"connector: {ckpt.num_experts} experts, router hidden {ckpt.router_hidden}, tasks {ckpt.task_names}")
-    connector = Connector.from_checkpoint(ckpt, torch.float32)
-    files = export_connector(connector, num_tokens, staging, bundle, CONNECTOR_FILE)
-    files = convert_graph(bundle / CONNECTOR_FILE, image_precision, staging)
-    del connector
+    # Fold at once: the reference Connector (full router fc1) is freed before the export traces the graph.
+    folded = FoldedConnector(Connector.from_checkpoint(ckpt, torch.float32))
     gc.collect()
+    export_connector(folded, num_tokens, staging, bundle, CONNECTOR_FILE)
+    del folded
+    gc.collect()
+    files = convert_graph(bundle / CONNECTOR_FILE, image_precision, staging)
     log(f"connector: wrote {_graph_files(bundle, files)}")
 
     contract = export_decoder_stage(llama, ckpt, staging, bundle, decoder_precision, merged_dtype, log)

@@ -10,6 +10,7 @@ fp32 is our parity reference for the ONNX graphs, and the fp16 drift is measured
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -37,6 +38,12 @@ def resample_rate(eva, ckpt) -> int:
     if num_patches % rate:
         raise ConfigValueError(ckpt.path, "config.resample_rate", f"a divisor of the {num_patches} patches", str(rate))
     return rate
+
+
+def parameter_count(eva, llama, ckpt) -> int:
+    """Parameters the reference model holds (ViT blocks used, connector, LLaMA), from the file headers."""
+    n = sum(t.numel() for t in eva.tensors.values()) + sum(t.numel() for t in ckpt.tensors.values())
+    return n + sum(math.prod(shape) for shape in llama.expected_shapes().values())
 
 
 class UniMed:
