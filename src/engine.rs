@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::bundle::Bundle;
+use crate::bundle::{check_integrity, Bundle, Integrity, IntegrityReport};
 use crate::dump::write_npy;
 use crate::error::{Error, Result};
 use crate::generate::decode_loop::{generate, DecodeLimits, StopReason};
@@ -46,11 +46,18 @@ pub struct EngineOptions {
     pub input: InputOptions,
     /// Number of images whose vision features are cached (0 disables the cache).
     pub vision_cache_size: usize,
+    /// When `load` hashes the bundle's files against the manifest (bundle/integrity.rs).
+    pub integrity: Integrity,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { session: SessionOptions::default(), input: InputOptions::default(), vision_cache_size: DEFAULT_VISION_CACHE }
+        EngineOptions {
+            session: SessionOptions::default(),
+            input: InputOptions::default(),
+            vision_cache_size: DEFAULT_VISION_CACHE,
+            integrity: Integrity::default(),
+        }
     }
 }
 
@@ -97,6 +104,7 @@ pub struct Engine {
     vision_cache: VecDeque<([u8; 32], Arc<Vec<f32>>)>,
     options: EngineOptions,
     load_time: Duration,
+    integrity: IntegrityReport,
 }
 
 /// Vision features and what produced them.
@@ -111,6 +119,8 @@ impl Engine {
     pub fn load(bundle_dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
         let start = Instant::now();
         let bundle = Bundle::load(bundle_dir)?;
+        // Before any graph or table is opened: nothing of the bundle is used unverified.
+        let integrity = check_integrity(&bundle, options.integrity)?;
         let m = bundle.manifest();
         let g = &m.graphs;
         let vision = VisionGraph::load(&bundle.path(&g.vision.file), m, &options.session)?;
@@ -136,6 +146,7 @@ impl Engine {
             vision_cache: VecDeque::new(),
             options: options.clone(),
             load_time: start.elapsed(),
+            integrity,
         })
     }
 
@@ -150,6 +161,11 @@ impl Engine {
     /// The KV cache kept between requests (tests inspect its buffers).
     pub fn kv_cache(&self) -> Option<&KvCache> {
         self.cache.as_ref()
+    }
+
+    /// What the load-time integrity check hashed, and what it cost.
+    pub fn integrity(&self) -> &IntegrityReport {
+        &self.integrity
     }
 
     /// Time `load` took.
@@ -233,7 +249,8 @@ impl Engine {
             eos: manifest.tokens.eos,
             eos_on_first_step: manifest.generation.eos_on_first_step,
         };
-        let needed = prompt_len + max_new_tokens;
+        // Saturating: a huge max_new_tokens means "until the context is full", not an overflow.
+        let needed = prompt_len.saturating_add(max_new_tokens);
         let mut cache = match self.cache.take() {
             Some(c) if self.decoder.cache_fits(&c, needed) => c,
             _ => self.decoder.new_cache(needed)?,

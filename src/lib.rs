@@ -28,7 +28,7 @@ pub mod request;
 pub mod text;
 pub mod timings;
 
-pub use bundle::{verify, Bundle, VerifyReport};
+pub use bundle::{verify, Bundle, Integrity, IntegrityReport, VerifyReport};
 pub use engine::{Engine, EngineOptions, Output, RunOptions};
 pub use error::{Error, Result};
 pub use generate::decode_loop::StopReason;

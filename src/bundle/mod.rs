@@ -2,6 +2,7 @@
 //! `Bundle::load` parses the manifest (serde, unknown fields refused), validates it and checks every
 //! file's size; `verify` additionally hashes every byte (sha256) and reports what that costs.
 
+mod integrity;
 mod manifest;
 mod validate;
 mod verify;
@@ -12,6 +13,7 @@ pub use manifest::*;
 pub use validate::{FORMAT_NAME, FORMAT_VERSION};
 pub(crate) use validate::{PH_BOX, PH_INSTRUCTION, PH_LABELS, PH_LAYER, PH_TEXT};
 pub use verify::{verify, FileCheck, VerifyReport};
+pub use integrity::{cache_base, check as check_integrity, Integrity, IntegrityReport};
 
 use crate::error::{Error, Result};
 

@@ -13,7 +13,9 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
-use unimed_edge::{Engine, EngineOptions, GenerationParams, ImageSource, InputOptions, Labels, Request, Task};
+use unimed_edge::{
+    Engine, EngineOptions, GenerationParams, ImageSource, InputOptions, Integrity, Labels, Request, Task,
+};
 
 use super::exit_codes::{fail, Exit};
 use super::input_flags::{self, InputFlags};
@@ -57,6 +59,10 @@ pub struct BatchArgs {
     /// No progress bar (the summary is still printed to stderr)
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Skip the sha256 check of the bundle's files on load (sizes are still checked). By default files
+    /// are hashed on first load and again whenever they change (docs/RELIABILITY.md "Integrity")
+    #[arg(long)]
+    no_verify: bool,
 }
 
 /// One worklist request, parsed.
@@ -291,6 +297,9 @@ fn load_runner(args: &BatchArgs) -> Result<Runner> {
     let dir = args.model.dir()?;
     let mut options = EngineOptions::default();
     options.session.intra_threads = args.threads;
+    if args.no_verify {
+        options.integrity = Integrity::Off;
+    }
     let engine = Engine::load(&dir, &options)?;
     let model = record::model_identity(engine.bundle())?;
     Ok(Runner { engine, model, input: args.input.options(), max_new_tokens: args.max_new_tokens })

@@ -26,11 +26,21 @@ pub struct InputFlags {
     /// DICOM: frame of a multi-frame object, counted from 0 [default: 0]
     #[arg(long, value_name = "N")]
     pub frame: Option<u32>,
+    /// Refuse images over this many pixels (width × height, read from the header before decoding:
+    /// decompression bombs) [default: 178956970, Pillow's limit]
+    #[arg(long, value_name = "PIXELS")]
+    pub max_pixels: Option<u64>,
 }
 
 impl InputFlags {
     pub fn options(&self) -> InputOptions {
-        InputOptions { window: self.window, preset: self.preset, frame: self.frame, ..InputOptions::default() }
+        let defaults = InputOptions::default();
+        InputOptions {
+            window: self.window,
+            preset: self.preset,
+            frame: self.frame,
+            max_pixels: self.max_pixels.unwrap_or(defaults.max_pixels),
+        }
     }
 }
 

@@ -81,6 +81,7 @@ impl ResultLog {
         self.failed.contains(id)
     }
 
+    #[allow(dead_code)] // part of the log's API; batch reports per-worklist counts instead
     pub fn done_count(&self) -> usize {
         self.done.len()
     }
@@ -89,12 +90,16 @@ impl ResultLog {
     pub fn append(&mut self, id: &str, record: &serde_json::Value) -> Result<()> {
         let mut line = serde_json::to_vec(record).context("cannot serialise a result record")?;
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| {
-                format!("cannot write a result to {} (disk full or not writable?)", self.path.display())
-            })?;
+        let before = self.file.metadata().map(|m| m.len());
+        let written = self.file.write_all(&line).and_then(|()| self.file.sync_data());
+        if written.is_err() {
+            // A write cut short (disk full, quota) must not leave half a line: cut back to the last
+            // complete record, so the file stays valid even if this process never runs again.
+            if let Ok(len) = before {
+                let _ = self.file.set_len(len);
+            }
+        }
+        written.with_context(|| format!("cannot write a result to {} (disk full or not writable?)", self.path.display()))?;
         self.done.insert(id.to_owned());
         if is_error_record(record) {
             self.failed.insert(id.to_owned());

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use unimed_edge::{
-    Engine, EngineOptions, ExecutionProvider, GenerationParams, ImageSource, Labels, Output, Request, RunOptions,
-    Sampling, SamplingParams, Task,
+    Engine, EngineOptions, ExecutionProvider, GenerationParams, ImageSource, Integrity, Labels, Output, Request,
+    RunOptions, Sampling, SamplingParams, Task,
 };
 
 use super::exit_codes::{fail, Exit};
@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Disable weight prepacking (less memory: weights used in place from the mapped files).
     #[arg(long)]
     no_prepack: bool,
+    /// Skip the sha256 check of the bundle's files on load (sizes are still checked). By default files
+    /// are hashed on first load and again whenever they change (docs/RELIABILITY.md "Integrity")
+    #[arg(long)]
+    no_verify: bool,
     /// Execution provider: cpu (cuda and tensorrt come later).
     #[arg(long, default_value = "cpu")]
     provider: String,
@@ -137,6 +141,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     options.session.intra_threads = args.threads;
     options.session.prepacking = !args.no_prepack;
     options.session.provider = args.provider.parse::<ExecutionProvider>()?;
+    if args.no_verify {
+        options.integrity = Integrity::Off;
+    }
     for (flag, path) in [("--out", &args.out), ("--draw", &args.draw)] {
         if let Some(p) = path {
             check_output_dir(flag, p)?;

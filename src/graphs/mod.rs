@@ -5,6 +5,7 @@
 pub mod connector;
 pub mod decoder;
 pub mod kv_cache;
+pub mod providers;
 pub mod session;
 pub mod vision;
 

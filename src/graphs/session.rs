@@ -13,6 +13,7 @@ use ort::environment::Environment;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 
+use super::providers::ProviderConfig;
 use crate::error::{Error, Result};
 
 /// Environment variable naming the library explicitly.
@@ -21,8 +22,8 @@ pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 const ORT_REQUIRED_MINOR: u32 = 31;
 const ORT_LIB_STEM: &str = "libonnxruntime.so";
 
-/// Which hardware runs the graphs. Only the CPU is wired now; the GPU providers are named here so that
-/// options and CLI flags already have their final shape (a later issue registers them).
+/// Which hardware runs a graph. The GPU providers need the `cuda` / `tensorrt` cargo features and a GPU
+/// build of ONNX Runtime; providers/ registers them and refuses silent fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExecutionProvider {
     #[default]
@@ -62,7 +63,10 @@ pub struct SessionOptions {
     /// Weight prepacking: faster MatMuls, but an anonymous-memory copy of the weights instead of using
     /// the memory-mapped external data in place (see toolchain-notes §3).
     pub prepacking: bool,
+    /// Default provider of every graph (`providers.ep` may choose per graph).
     pub provider: ExecutionProvider,
+    /// Per-graph provider choice, GPU provider options and the fallback policy (providers/).
+    pub providers: ProviderConfig,
     /// Explicit library path; overrides discovery.
     pub ort_library: Option<PathBuf>,
 }
@@ -74,6 +78,7 @@ impl Default for SessionOptions {
             opt_level: OptLevel::All,
             prepacking: true,
             provider: ExecutionProvider::Cpu,
+            providers: ProviderConfig::default(),
             ort_library: None,
         }
     }
@@ -198,14 +203,16 @@ pub fn environment(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
     Ok((env, library))
 }
 
-/// Builds a session for `model` with `opts`. `graph` names the graph in errors.
+/// Builds a session for `model` with `opts`. `graph` names the graph in errors and selects its
+/// provider (`opts.providers`); providers/register.rs registers it, or fails saying why.
 pub fn create_session(graph: &str, model: &Path, opts: &SessionOptions) -> Result<Session> {
-    let (env, _) = environment(opts.ort_library.as_deref())?;
+    let (env, library) = environment(opts.ort_library.as_deref())?;
     let stage = format!("{graph} ({})", model.display());
-    let builder = Session::builder(&env).map_err(|e| Error::ort(&stage, e))?;
-    let builder = configure(builder, opts).map_err(|e| Error::ort(&stage, e))?;
-    let mut builder = builder;
-    builder.commit_from_file(model).map_err(|e| Error::ort(&stage, e))
+    let fresh = || -> Result<SessionBuilder> {
+        let builder = Session::builder(&env).map_err(|e| Error::ort(&stage, e))?;
+        configure(builder, opts).map_err(|e| Error::ort(&stage, e))
+    };
+    super::providers::create(graph, model, &library, opts, fresh)
 }
 
 fn configure(builder: SessionBuilder, opts: &SessionOptions) -> std::result::Result<SessionBuilder, ort::Error> {
@@ -219,12 +226,7 @@ fn configure(builder: SessionBuilder, opts: &SessionOptions) -> std::result::Res
     if let Some(n) = opts.intra_threads {
         b = b.with_intra_threads(n)?;
     }
-    match opts.provider {
-        ExecutionProvider::Cpu => Ok(b),
-        other => Err(ort::Error::new(format!(
-            "execution provider {other:?} is not wired in this build yet (CPU only); a later issue adds it"
-        ))),
-    }
+    Ok(b)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub enum InputError {
 
     #[error(
         "image file {path} is {width}×{height} = {pixels} pixels, over the limit of {limit} pixels \
-         (InputOptions::max_pixels; raise it if this image is genuine)"
+         (CLI --max-pixels, library InputOptions::max_pixels; raise it if this image is genuine)"
     )]
     TooLarge { path: PathBuf, width: u64, height: u64, pixels: u64, limit: u64 },
 
