@@ -183,6 +183,8 @@ impl Engine {
         let start = Instant::now();
         let mut timings = Timings { load: self.load_time, ..Default::default() };
         let task = request.task;
+        // Before any graph runs: a nonsensical sampling setting is the caller's error, not a NaN later.
+        request.generation.sampling.validate().map_err(Error::Request)?;
         let spec = self
             .bundle
             .manifest()

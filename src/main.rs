@@ -4,6 +4,7 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    cli::output::default_sigpipe();
     match cli::main() {
         Ok(code) => code,
         Err(err) => {

@@ -69,7 +69,8 @@ fn read_complete_lines(path: &Path, expected_ids: &[String]) -> (BTreeMap<String
 fn parse_lines(text: &str, expected_ids: &[String]) -> BTreeMap<String, Value> {
     let mut seen = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("results line {}: not JSON ({e}): {line}", n + 1));
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("results line {}: not JSON ({e}): {line}", n + 1));
         let id = v["id"].as_str().unwrap_or_else(|| panic!("results line {}: no id: {line}", n + 1)).to_string();
         assert!(seen.insert(id.clone(), v).is_none(), "id {id} appears twice in the results");
     }
@@ -114,9 +115,10 @@ fn batch_writes_one_record_per_request_and_reports_errors() {
     assert_eq!(recs["qa-0"]["task"], "qa");
     // The same greedy request gives the same tokens as `run`.
     let b = path_str(&bundle());
-    let single = unimed(&["run", "--model", &b, "--task", "qa", "--max-new-tokens", "3", "--json", "What causes anaemia?"])
-        .expect(0)
-        .json();
+    let single =
+        unimed(&["run", "--model", &b, "--task", "qa", "--max-new-tokens", "3", "--json", "What causes anaemia?"])
+            .expect(0)
+            .json();
     assert_eq!(single["tokens"], recs["qa-0"]["tokens"]);
 
     // A second run with the same arguments does nothing and keeps the file as it is.
@@ -181,6 +183,9 @@ fn resume_after_sigkill_at_random_moments() {
     let mut torn_tails = 0;
     for round in 0..MAX_KILLS {
         let before = lines_in(&results);
+        if before >= ids.len() {
+            break;
+        }
         let mut child = Command::new(BIN)
             .args(batch_args(&worklist, &results))
             .arg("--quiet")
@@ -190,7 +195,8 @@ fn resume_after_sigkill_at_random_moments() {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         let remaining = ids.len().saturating_sub(before) as u64;
-        if round % 4 == 0 {
+        // Round 0 waits for lines, so at least one kill surely lands mid-batch.
+        if round % 4 == 3 {
             // Scaled to the work left, so that a resumed run is still likely to be interrupted.
             std::thread::sleep(Duration::from_millis(rng.below(full_ms * remaining / ids.len() as u64 + 1)));
         } else {

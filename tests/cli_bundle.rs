@@ -9,7 +9,8 @@ use serde_json::Value;
 
 fn manifest() -> Value {
     let p = bundle().join("unimed.json");
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]
@@ -49,7 +50,8 @@ fn info_lists_graphs_io_and_providers() {
     let s = m["preprocess"]["image_size"].clone();
     assert_eq!(vision_in["shape"], serde_json::json!([1, 3, s, s]), "{vision_in}");
     assert_eq!(vision_in["dtype"], "f32");
-    let providers: Vec<&str> = info["onnxruntime"]["providers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let providers: Vec<&str> =
+        info["onnxruntime"]["providers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     assert!(providers.contains(&"CPUExecutionProvider"), "{providers:?}");
     assert_eq!(info["onnxruntime"]["version"], "1.31.1");
     assert_eq!(info["bundle"]["identity"]["manifest_sha256"], sha256_file(&bundle().join("unimed.json")));

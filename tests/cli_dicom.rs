@@ -43,7 +43,11 @@ fn renderings_match_numpy() {
             .map(|(x, y, p)| (x, y, p.0, want.get_pixel(x, y).0))
             .take(5)
             .collect();
-        assert!(diffs.is_empty(), "{name} ({}): pixels differ from numpy, first (x, y, got, want): {diffs:?}", case["note"]);
+        assert!(
+            diffs.is_empty(),
+            "{name} ({}): pixels differ from numpy, first (x, y, got, want): {diffs:?}",
+            case["note"]
+        );
         // The record says which window produced the image.
         let window = &rec["input"]["dicom"]["window"];
         match flags.first().copied() {

@@ -51,15 +51,21 @@ fn out_writes_the_result_and_nothing_else_on_stdout() {
     let dir = temp_dir("out");
     let png = path_str(&fixture("scene_96x80.png"));
     let json_path = dir.join("answer.json");
-    let run = run_task(&["--task", "vqa", "--image", &png, "--json", "--out", &path_str(&json_path), "What?"]).expect(0);
+    let run =
+        run_task(&["--task", "vqa", "--image", &png, "--json", "--out", &path_str(&json_path), "What?"]).expect(0);
     assert!(run.stdout.is_empty(), "--out: stdout stays empty, got {:?}", run.stdout);
     let text = std::fs::read_to_string(&json_path).unwrap_or_else(|e| panic!("{}: {e}", json_path.display()));
-    let rec: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("--out JSON: {e}: {text}"));
+    let rec: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("--out JSON: {e}: {text}"));
     assert_eq!(rec["task"], "vqa");
     let txt_path = dir.join("answer.txt");
     run_task(&["--task", "vqa", "--image", &png, "--out", &path_str(&txt_path), "What?"]).expect(0);
     let answer = std::fs::read_to_string(&txt_path).unwrap_or_default();
-    assert_eq!(answer, format!("{}\n", rec["text"].as_str().unwrap_or_default()), "plain --out holds the cleaned answer");
+    assert_eq!(
+        answer,
+        format!("{}\n", rec["text"].as_str().unwrap_or_default()),
+        "plain --out holds the cleaned answer"
+    );
     let names: Vec<String> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
@@ -72,8 +78,19 @@ fn no_partial_output_on_failure() {
     let out = dir.join("answer.json");
     let draw = dir.join("boxed.png");
     let missing = dir.join("missing.png");
-    run_task(&["--task", "vqa", "--image", &path_str(&missing), "--json", "--out", &path_str(&out), "--draw", &path_str(&draw), "?"])
-        .expect(3);
+    run_task(&[
+        "--task",
+        "vqa",
+        "--image",
+        &path_str(&missing),
+        "--json",
+        "--out",
+        &path_str(&out),
+        "--draw",
+        &path_str(&draw),
+        "?",
+    ])
+    .expect(3);
     let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "a failed run leaves no file behind");
     let unwritable = run_task(&["--task", "qa", "--out", "/nonexistent-dir/answer.txt", "Why?"]).expect(6);
@@ -114,7 +131,9 @@ fn help_has_examples_and_exit_codes() {
     for task in ["--task qa", "--task vqa", "--task report", "--task rec", "--task reg", "--task cls"] {
         assert!(run.stdout.contains(task), "run --help has no example for {task}");
     }
-    for flag in ["--window", "--preset", "--frame", "--draw", "--out", "--json", "--labels", "--max-new-tokens", "--seed"] {
+    for flag in
+        ["--window", "--preset", "--frame", "--draw", "--out", "--json", "--labels", "--max-new-tokens", "--seed"]
+    {
         assert!(run.stdout.contains(flag), "run --help does not document {flag}");
     }
 }

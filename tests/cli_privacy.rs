@@ -71,7 +71,10 @@ fn no_patient_data_in_any_output() {
     }
     let out = path_str(&out_dir.join("answer.json"));
     let draw = path_str(&out_dir.join("boxed.png"));
-    runs.push(run_task(&["--task", "reg", "--image", &ct, "--box", "10,10,60,60", "--json", "--out", &out, "--draw", &draw]).expect(0));
+    runs.push(
+        run_task(&["--task", "reg", "--image", &ct, "--box", "10,10,60,60", "--json", "--out", &out, "--draw", &draw])
+            .expect(0),
+    );
     runs.push(run_task(&["--task", "rec", "--image", &ct, "--draw", &draw, "--preset", "lung", "liver"]).expect(0));
     // The error path: a file this build cannot decode must not echo its attributes either.
     let failed = run_task(&["--task", "vqa", "--image", &broken, "What?"]).expect(3);
@@ -92,7 +95,13 @@ fn no_patient_data_in_any_output() {
     let b = bundle();
     runs.push(
         unimed(&[
-            "batch", "--model", &path_str(&b), &path_str(&worklist), "--out", &path_str(&results), "--max-new-tokens",
+            "batch",
+            "--model",
+            &path_str(&b),
+            &path_str(&worklist),
+            "--out",
+            &path_str(&results),
+            "--max-new-tokens",
             MAX_NEW_TOKENS,
         ])
         .expect(7),

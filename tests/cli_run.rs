@@ -40,7 +40,10 @@ fn task_args(task: &str, w: u64, h: u64) -> Vec<String> {
         "report" => vec![],
         "rec" => vec!["liver".into()],
         // A box over the central quarter: its text is {<25><25><75><75>} whatever the size.
-        "reg" => vec!["--box".into(), format!("{},{},{},{}", w as f64 * 0.25, h as f64 * 0.25, w as f64 * 0.75, h as f64 * 0.75)],
+        "reg" => vec![
+            "--box".into(),
+            format!("{},{},{},{}", w as f64 * 0.25, h as f64 * 0.25, w as f64 * 0.75, h as f64 * 0.75),
+        ],
         "cls" => vec!["--labels".into(), "liver,spleen,left kidney".into()],
         other => panic!("no arguments for task {other}"),
     }
@@ -206,7 +209,8 @@ fn cls_with_a_bundle_label_set() {
 #[test]
 fn sampling_flags_are_recorded_and_seeded() {
     let png = path_str(&fixture("scene_96x80.png"));
-    let args = ["--task", "vqa", "--image", &png, "--json", "--temperature", "0.8", "--top-k", "50", "--seed", "7", "What?"];
+    let args =
+        ["--task", "vqa", "--image", &png, "--json", "--temperature", "0.8", "--top-k", "50", "--seed", "7", "What?"];
     let a = run_task(&args).expect(0).json();
     let b = run_task(&args).expect(0).json();
     assert_eq!(a["generation"]["sampling"]["mode"], "sample", "{a}");

@@ -332,8 +332,26 @@ fn bad_arguments() {
         Case::new("unknown label set", run(&["--task", "cls", "--image", &png, "--label-set", "nope"]), EXIT_USAGE, &["label set \"nope\""]),
         Case::new("one custom label", run(&["--task", "cls", "--image", &png, "--labels", "melanoma"]), EXIT_USAGE, &["at least 2 labels"]),
         Case::new("duplicate labels", run(&["--task", "cls", "--image", &png, "--labels", "a,a"]), EXIT_USAGE, &["distinct"]),
-        Case::new("--max-new-tokens 0", run(&["--task", "qa", "--max-new-tokens", "0", "hi"]), EXIT_USAGE, &["max_new_tokens"]),
-        Case::new("negative --max-new-tokens", run(&["--task", "qa", "--max-new-tokens", "-3", "hi"]), EXIT_USAGE, &["--max-new-tokens"]),
+        Case::new(
+            "--max-new-tokens 0",
+            ["run", "--model", &path_str(&b), "--task", "qa", "--max-new-tokens", "0", "hi"].map(String::from).to_vec(),
+            EXIT_USAGE,
+            &["max_new_tokens"],
+        ),
+        Case::new("negative --max-new-tokens", run(&["--task", "qa", "--max-new-tokens", "-3", "hi"]), EXIT_USAGE, &["'-3'"]),
+        Case::new(
+            "--max-new-tokens 2^64-1 (accepted: stops at EOS or the context)",
+            ["run", "--model", &path_str(&b), "--task", "qa", "--max-new-tokens", &u64::MAX.to_string(), "hi"]
+                .map(String::from)
+                .to_vec(),
+            EXIT_OK,
+            &[],
+        ),
+        Case::new("--temperature nan", run(&["--task", "qa", "--temperature", "nan", "hi"]), EXIT_USAGE, &["temperature NaN"]),
+        Case::new("--temperature 0", run(&["--task", "qa", "--temperature", "0", "hi"]), EXIT_USAGE, &["temperature 0"]),
+        Case::new("--top-p 1.5", run(&["--task", "qa", "--top-p", "1.5", "hi"]), EXIT_USAGE, &["top-p 1.5"]),
+        Case::new("--top-k 0", run(&["--task", "qa", "--top-k", "0", "hi"]), EXIT_USAGE, &["top-k 0"]),
+        Case::new("--repetition-penalty 0", run(&["--task", "qa", "--repetition-penalty", "0", "hi"]), EXIT_USAGE, &["repetition penalty 0"]),
         Case::new("unknown execution provider", run(&["--task", "qa", "--provider", "npu", "hi"]), EXIT_USAGE, &["npu"]),
         Case::new("window and preset together", run(&["--task", "qa", "--window", "1,2", "--preset", "lung", "hi"]), EXIT_USAGE, &["--preset"]),
         Case::new("unknown window preset", run(&["--task", "qa", "--preset", "liver", "hi"]), EXIT_USAGE, &["liver"]),
@@ -492,7 +510,7 @@ fn unwritable_outputs() {
     };
     let cases = vec![
         Case::new("--out in a folder that does not exist", qa(&dir.join("nope/out.json")), EXIT_OUTPUT, &["nope", "does not exist"]),
-        Case::new("--out under a regular file", qa(&file.join("out.json")), EXIT_OUTPUT, &["a-file"]),
+        Case::new("--out under a regular file", qa(&file.join("out.json")), EXIT_OUTPUT, &["a-file", "is not a folder"]),
         Case::new("--out is a directory", qa(&dir), EXIT_OUTPUT, &[&path_str(&dir)]),
     ];
     run_cases("outputs", cases, false);
@@ -518,5 +536,49 @@ fn errors_never_show_patient_data() {
             assert!(!f.stderr.contains(s.as_str()) && !f.stdout.contains(s.as_str()), "{s:?} leaked: {}", f.stderr);
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_worklists() {
+    let dir = temp_dir("worklists");
+    let batch = |list: &Path| {
+        let mut a: Vec<String> = ["batch", "--model", &path_str(&tiny_bundle()), "--quiet", "--max-new-tokens", MAX_NEW_TOKENS]
+            .map(String::from)
+            .to_vec();
+        a.push(path_str(list));
+        a.extend(["--out".to_string(), path_str(&dir.join("results.jsonl"))]);
+        a
+    };
+    let not_utf8 = write(&dir, "binary.jsonl", &[0xff, 0xfe, 0x00, 0x9c, b'\n']);
+    let cases = vec![
+        Case::new("worklist does not exist", batch(&dir.join("nope.jsonl")), EXIT_INPUT, &["nope.jsonl"]),
+        Case::new("worklist is not UTF-8 text", batch(&not_utf8), EXIT_INPUT, &["binary.jsonl"]),
+    ];
+    run_cases("worklists", cases, false);
+
+    // Bad lines do not stop the batch: each gets an error record, the batch exits 7.
+    let png = path_str(&cli_fixture("scene_96x80.png"));
+    let lines = [
+        "this is not json".to_string(),
+        json!({"task": "qa", "text": "no id"}).to_string(),
+        json!({"id": "a", "task": "segment", "text": "x"}).to_string(),
+        json!({"id": "b", "task": "reg", "image": png, "box": [1, 2, 3]}).to_string(),
+        json!({"id": "c", "task": "vqa", "image": "missing.png", "text": "x"}).to_string(),
+        json!({"id": "d", "task": "qa", "text": "x9".repeat(200_000)}).to_string(),
+        json!({"id": "a", "task": "qa", "text": "duplicate id"}).to_string(),
+        json!({"id": "ok", "task": "qa", "text": "a good line"}).to_string(),
+    ];
+    let list = write(&dir, "mixed.jsonl", (lines.join("\n") + "\n").as_bytes());
+    let f = unimed(&batch(&list));
+    assert_eq!(f.code, EXIT_PARTIAL, "{}", f.stderr);
+    assert!(!f.stderr.contains("panicked"), "{}", f.stderr);
+    let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap_or_default();
+    let records: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(records.len(), lines.len(), "one record per line:\n{text}");
+    let errors = records.iter().filter(|r| !r["error"].is_null()).count();
+    assert_eq!(errors, lines.len() - 1, "every line but the last is an error record:\n{text}");
+    let long = records.iter().find(|r| r["id"] == "d").unwrap_or_else(|| panic!("no record for d:\n{text}"));
+    assert_eq!(long["error"]["kind"], "usage", "{long}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -55,6 +55,15 @@ fn opens_no_internet_socket() {
         return;
     }
     let dir = temp_dir("strace");
+    // Positive control: the same tracing must see bash open a TCP socket, or the check proves nothing.
+    let control_log = dir.join("control.txt");
+    let _ = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=socket,connect", "-o"])
+        .arg(&control_log)
+        .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9 || true"])
+        .output();
+    let control = std::fs::read_to_string(&control_log).unwrap_or_default();
+    assert!(control.contains("AF_INET"), "strace did not see the control's TCP socket:\n{control}");
     let log = dir.join("trace.txt");
     let out = Command::new("strace")
         .args(["-f", "-qq", "-e", "trace=socket,connect,sendto,sendmsg,bind", "-o"])
@@ -75,4 +84,36 @@ fn opens_no_internet_socket() {
     assert!(offending.is_empty(), "network system calls during a run:\n{}", offending.join("\n"));
     eprintln!("strace: {} socket-family calls in total, none to the network", trace.lines().count());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// ONNX Runtime ≥ 1.29 ships its own telemetry on Linux (an uploader, a device id and an event database
+/// under `$XDG_CACHE_HOME/Microsoft/DeveloperTools`); the runtime turns it off before loading the
+/// library (`ORT_DISABLE_TELEMETRY=1`), so a run leaves nothing in a fresh cache or home folder.
+#[test]
+fn onnx_runtime_telemetry_is_off() {
+    let home = temp_dir("fresh-home");
+    let cache = home.join(".cache");
+    let env = vec![
+        ("HOME".to_string(), path_str(&home)),
+        ("XDG_CACHE_HOME".to_string(), path_str(&cache)),
+    ];
+    let f = unimed_with(&request_args(), &Limits { env, ..Limits::default() });
+    assert_eq!(f.code, EXIT_OK, "{}", f.stderr);
+    let mut found = Vec::new();
+    let mut stack = vec![home.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            found.push(p.strip_prefix(&home).map(|r| r.display().to_string()).unwrap_or_default());
+        }
+    }
+    assert!(
+        found.iter().all(|p| !p.contains("Microsoft") && !p.contains("onnxruntime")),
+        "ONNX Runtime left telemetry state behind: {found:?}"
+    );
+    assert!(found.iter().any(|p| p.contains("unimed/stamps")), "the run should have stamped the bundle: {found:?}");
+    let _ = std::fs::remove_dir_all(&home);
 }

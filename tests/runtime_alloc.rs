@@ -13,6 +13,9 @@
 //! step only the logits row, the embedding row, the mask and bookkeeping (no copy of the KV cache),
 //! and the same at step 10 as at step 200 up to the attention mask's 8 bytes per position.
 
+// A panic in a test is a failure with its message, which is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::{c_char, c_void};
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! checked against the graphs' own shapes, and `verify` hashes every file. Uses models/tiny (built by
 //! scripts/setup); variants are made in a temporary directory whose files link to the real ones.
 
+// A panic in a test is a failure with its message, which is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

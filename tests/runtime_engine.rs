@@ -3,6 +3,9 @@
 //! The KV cache test proves that decoding never copies or reallocates the cache in Rust and that ONNX
 //! Runtime writes the new positions into the shared buffers in place.
 
+// A panic in a test is a failure with its message, which is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use unimed_edge::graphs::decoder::DecoderGraph;
@@ -106,7 +109,7 @@ fn every_task_runs_on_the_tiny_bundle_and_streams_its_text() {
         if out.stop_reason == StopReason::MaxNewTokens {
             assert_eq!(out.tokens.len(), max_new);
         }
-        assert_eq!(out.tokens.contains(&engine.bundle().manifest().tokens.eos), false);
+        assert!(!out.tokens.contains(&engine.bundle().manifest().tokens.eos));
         assert!(out.timings.prefill > std::time::Duration::ZERO);
         assert_eq!(out.timings.decode_steps.len(), out.tokens.len().saturating_sub(1));
         let with_image = req.task != Task::Qa;

@@ -1,9 +1,13 @@
 //! Golden test: every request of tests/golden/tiny/requests.jsonl through the Rust engine on models/tiny,
 //! compared with the PyTorch reference's results (tests/golden/tiny/expected.jsonl, written by
 //! scripts/make-goldens = `python -m unimed_export reference`; provenance in expected.jsonl.provenance.json):
-//! prompt ids and generated ids identical, same stop reason, text, box and label; and, for the requests
+//! prompt ids and generated ids identical, same stop reason, text, box and label, streamed text equal to
+//! the final decode; and, for the requests
 //! whose intermediate tensors are committed (tests/golden/tiny/dump/<id>/*.npy), every tensor within
 //! 1e-4 of the reference relative to the tensor's largest magnitude.
+
+// A panic in a test is a failure with its message, which is what a test wants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
@@ -87,13 +91,27 @@ fn runtime_matches_the_pytorch_reference_on_the_tiny_goldens() {
     for (line, want) in requests.iter().zip(&expected) {
         let id = line["id"].as_str().expect("id");
         assert_eq!(want["id"].as_str(), Some(id), "expected.jsonl is not in requests.jsonl order");
-        let mut req = request_from(line, &golden);
+        let req = request_from(line, &golden);
         // max_new_tokens: the bundle's default (100), the reference's default too.
         let dump_ref = golden.join("dump").join(id);
         let dump_dir = scratch.join(id);
         let opts = RunOptions { dump_tensors: dump_ref.is_dir().then(|| dump_dir.clone()) };
-        let out = engine.run_with(&req, &opts, |_| {}).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let mut streamed = String::new();
+        let out = engine.run_with(&req, &opts, |p| streamed.push_str(p)).unwrap_or_else(|e| panic!("{id}: {e}"));
+        if streamed != out.raw_text {
+            failures.push(format!("{id}: streamed text {streamed:?} differs from the final decode {:?}", out.raw_text));
+        }
 
+        // Tensors first: when ids differ, a passing tensor dump places the difference after them.
+        if dump_ref.is_dir() {
+            for name in DUMPED {
+                let reference = dump_ref.join(format!("{name}.npy"));
+                if reference.is_file() {
+                    compare_tensor(id, name, &reference, &dump_dir.join(format!("{name}.npy")));
+                    compared_dumps += 1;
+                }
+            }
+        }
         let want_before = ids(&want["prompt_before"]).expect("prompt_before");
         let want_after = ids(&want["prompt_after"]);
         let got_after = out.prompt.has_image.then(|| out.prompt.after.clone());
@@ -107,8 +125,13 @@ fn runtime_matches_the_pytorch_reference_on_the_tiny_goldens() {
         let want_ids = ids(&want["generated_ids"]).expect("generated_ids");
         if out.tokens != want_ids {
             let first = out.tokens.iter().zip(&want_ids).position(|(a, b)| a != b).unwrap_or(out.tokens.len().min(want_ids.len()));
+            let hint = if dump_ref.is_dir() {
+                "the dumped tensors above passed, so the difference is in the decoder"
+            } else {
+                "no committed dump for this request: add its id to `dumped` in scripts/make-goldens to see which stage differs"
+            };
             failures.push(format!(
-                "{id}: generated ids differ from position {first}: rust {:?} vs reference {:?} (lengths {} / {})",
+                "{id}: generated ids differ from position {first}: rust {:?} vs reference {:?} (lengths {} / {}); {hint}",
                 &out.tokens[first..(first + 5).min(out.tokens.len())],
                 &want_ids[first..(first + 5).min(want_ids.len())],
                 out.tokens.len(),
@@ -137,15 +160,6 @@ fn runtime_matches_the_pytorch_reference_on_the_tiny_goldens() {
         if let Some(l) = want.get("label") {
             if out.label.as_deref() != l.as_str() {
                 failures.push(format!("{id}: label {:?} vs {l}", out.label));
-            }
-        }
-        if dump_ref.is_dir() {
-            for name in DUMPED {
-                let reference = dump_ref.join(format!("{name}.npy"));
-                if reference.is_file() {
-                    compare_tensor(id, name, &reference, &dump_dir.join(format!("{name}.npy")));
-                    compared_dumps += 1;
-                }
             }
         }
     }

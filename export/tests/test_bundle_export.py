@@ -102,7 +102,8 @@ def _matmul_model(weight: np.ndarray, small: np.ndarray) -> onnx.ModelProto:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, weight.shape[0]])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, weight.shape[1]])],
         [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(small, "b")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR version 10 (onnx 1.16+): onnx 1.23's default (14) is newer than ONNX Runtime 1.31 accepts.
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
 
 
 @pytest.mark.parametrize("source_external", [False, True])

@@ -17,6 +17,7 @@ use unimed_edge::{
     Engine, EngineOptions, GenerationParams, ImageSource, InputOptions, Integrity, Labels, Request, Task,
 };
 
+use super::ep_flags::EpFlags;
 use super::exit_codes::{fail, Exit};
 use super::input_flags::{self, InputFlags};
 use super::model_arg::ModelArg;
@@ -56,6 +57,8 @@ pub struct BatchArgs {
     /// Intra-op threads of ONNX Runtime [default: its own choice]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    #[command(flatten)]
+    ep: EpFlags,
     /// No progress bar (the summary is still printed to stderr)
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -297,6 +300,7 @@ fn load_runner(args: &BatchArgs) -> Result<Runner> {
     let dir = args.model.dir()?;
     let mut options = EngineOptions::default();
     options.session.intra_threads = args.threads;
+    args.ep.apply(&mut options.session)?;
     if args.no_verify {
         options.integrity = Integrity::Off;
     }

@@ -28,8 +28,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use report::{BenchReport, LoadTimes, Memory, Settings, TaskReport};
 use requests::{parse_tasks, BenchRequests};
 use stats::ms;
-use unimed_edge::{Bundle, Engine, EngineOptions, ExecutionProvider, Output, SessionOptions};
+use unimed_edge::{Bundle, Engine, EngineOptions, Output, SessionOptions};
 
+use super::ep_flags::{self, EpFlags};
+
+/// Mapped files listed in the memory report (largest first).
+const RESIDENT_FILES_SHOWN: usize = 8;
 /// Images whose vision features the engine keeps when `--vision-cache` is on (the engine's default).
 const VISION_CACHE_ENTRIES: usize = 8;
 
@@ -51,6 +55,9 @@ pub struct BenchArgs {
     /// the model chooses EOS; the report shows the tokens actually generated.
     #[arg(long)]
     new_tokens: Option<usize>,
+    /// Tokens of the warm-up requests (default: --new-tokens); a few suffice to warm the sessions up.
+    #[arg(long)]
+    warmup_tokens: Option<usize>,
     /// Intra-op threads of ONNX Runtime (default: its own choice).
     #[arg(long)]
     threads: Option<usize>,
@@ -67,9 +74,8 @@ pub struct BenchArgs {
     /// Image for the image tasks (default: the compiled-in benches/data/chest_512.png).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
-    /// Execution provider: cpu (cuda and tensorrt come later).
-    #[arg(long, default_value = "cpu")]
-    provider: String,
+    #[command(flatten)]
+    ep: EpFlags,
     /// Write the report as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -110,12 +116,9 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let session = SessionOptions {
-        intra_threads: args.threads,
-        prepacking: !args.no_prepack,
-        provider: args.provider.parse::<ExecutionProvider>()?,
-        ..SessionOptions::default()
-    };
+    let mut session =
+        SessionOptions { intra_threads: args.threads, prepacking: !args.no_prepack, ..SessionOptions::default() };
+    args.ep.apply(&mut session)?;
     if args.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
     }
@@ -151,7 +154,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         for (i, &task) in tasks.iter().enumerate() {
             let spec = manifest.tasks.get(task.name()).with_context(|| format!("the bundle has no task \"{task}\""))?;
             bar.set_message(format!("{task}{}", if round < args.warmup { " (warm-up)" } else { "" }));
-            let request = requests.request(task, new_tokens, spec.image)?;
+            let tokens = if round < args.warmup { args.warmup_tokens.unwrap_or(new_tokens) } else { new_tokens };
+            let request = requests.request(task, tokens, spec.image)?;
             let out = engine.run(&request, |_| {}).with_context(|| format!("task {task}, round {round}"))?;
             if round >= args.warmup {
                 outputs[i].push(out);
@@ -185,6 +189,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             vision_cache: args.vision_cache,
             image: requests.image().display().to_string(),
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            providers: ep_flags::placements_json(),
         },
         load_ms: LoadTimes { cold: ms(cold), warm: ms(warm), evicted },
         memory: Memory {
@@ -194,6 +199,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             embed_table_bytes,
             kv_cache_bytes,
             peak_over_weights_and_kv: rss.peak_bytes.map(|p| p as f64 / (weights_bytes + kv_cache_bytes).max(1) as f64),
+            resident_files: memory::resident_files().into_iter().take(RESIDENT_FILES_SHOWN).collect(),
         },
         tasks: task_reports,
     };

@@ -50,9 +50,7 @@ pub fn write(path: &Path, image: &RgbImage, bbox: Option<[f64; 4]>) -> Result<()
         draw_box(&mut canvas, b);
     }
     atomic::write_with(path, |file| {
-        canvas
-            .write_to(&mut BufWriter::new(file), ImageFormat::Png)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+        canvas.write_to(&mut BufWriter::new(file), ImageFormat::Png).map_err(|e| std::io::Error::other(e.to_string()))
     })
 }
 

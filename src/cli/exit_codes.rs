@@ -127,7 +127,16 @@ mod tests {
 
     #[test]
     fn codes_are_distinct() {
-        let all = [Exit::Ok, Exit::Failure, Exit::Usage, Exit::Input, Exit::Model, Exit::Runtime, Exit::Output, Exit::Partial];
+        let all = [
+            Exit::Ok,
+            Exit::Failure,
+            Exit::Usage,
+            Exit::Input,
+            Exit::Model,
+            Exit::Runtime,
+            Exit::Output,
+            Exit::Partial,
+        ];
         let mut codes: Vec<u8> = all.iter().map(|e| e.code()).collect();
         codes.dedup();
         assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7]);

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use unimed_edge::graphs::session::{create_session, environment};
 use unimed_edge::{Bundle, OptLevel, SessionOptions};
 
+use super::ep_flags::EpFlags;
 use super::exit_codes::{fail, Exit};
 use super::model_arg::ModelArg;
 use super::output::{human_bytes, Style};
@@ -19,7 +20,8 @@ use super::record;
 const EXAMPLES: &str = "\
 Examples:
   unimed info --model models/tiny
-  unimed info --json | jq '.onnxruntime.providers'";
+  unimed info --json | jq '.onnxruntime.providers'
+  unimed info --ep tensorrt,decoder=cuda     # where each graph's nodes go on this machine";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -29,6 +31,9 @@ pub struct InfoArgs {
     /// Print one JSON object
     #[arg(long)]
     json: bool,
+    /// With --ep: create each graph's session on that provider and report where its nodes went.
+    #[command(flatten)]
+    ep: EpFlags,
 }
 
 /// One input or output of a graph.
@@ -103,11 +108,16 @@ fn library_version(library: &std::path::Path) -> Option<String> {
 }
 
 /// Everything `info` reports, as JSON (the text form is printed from it).
-fn collect(bundle: &Bundle) -> Result<Value> {
+fn collect(bundle: &Bundle, ep: &EpFlags) -> Result<Value> {
     let m = bundle.manifest();
     // Sessions only to read declared inputs/outputs: no optimisation and no prepacking, so even a 7B
     // bundle opens quickly (weights stay memory-mapped).
-    let options = SessionOptions { opt_level: OptLevel::Disable, prepacking: false, ..SessionOptions::default() };
+    let mut options = SessionOptions { opt_level: OptLevel::Disable, prepacking: false, ..SessionOptions::default() };
+    ep.apply(&mut options)?;
+    if options.provider != unimed_edge::ExecutionProvider::Cpu || !options.providers.ep.per_graph.is_empty() {
+        // A GPU placement depends on the fusions a real run makes: optimise as a run does.
+        options.opt_level = OptLevel::default();
+    }
     let (_, library) = environment(None)?;
     let g = &m.graphs;
     // In data-flow order (image → connector → decoder), as people read the pipeline.
@@ -118,11 +128,13 @@ fn collect(bundle: &Bundle) -> Result<Value> {
         ("decoder", &g.decoder.file, &g.decoder.precision),
     ] {
         let session = create_session(name, &bundle.path(file), &options)?;
+        let placement = unimed_edge::graphs::providers::placement(name);
         let files = graph_files(bundle, file);
         let size: u64 = files.iter().filter_map(|f| f["size"].as_u64()).sum();
         graphs.push(json!({
                 "name": name,
                 "file": file,
+                "placement": placement,
                 "precision": precision,
                 "size": size,
                 "files": files,
@@ -161,7 +173,8 @@ fn print_text(info: &Value) {
     println!("{} {}", s.bold("bundle"), b["dir"].as_str().unwrap_or_default());
     println!(
         "  format version {}, manifest sha256 {}",
-        b["identity"]["format_version"], b["identity"]["manifest_sha256"].as_str().unwrap_or_default()
+        b["identity"]["format_version"],
+        b["identity"]["manifest_sha256"].as_str().unwrap_or_default()
     );
     println!("  total size {}", human_bytes(b["total_size"].as_u64().unwrap_or(0)));
     if let Some(dims) = model.as_object() {
@@ -192,6 +205,14 @@ fn print_text(info: &Value) {
                 g["precision"].as_str().unwrap_or_default(),
                 human_bytes(g["size"].as_u64().unwrap_or(0))
             );
+            let placed = &g["placement"];
+            if let Some(provider) = placed["provider"].as_str() {
+                let nodes: Vec<String> =
+                    placed["nodes"].as_object().into_iter().flatten().map(|(ep, n)| format!("{ep} {n}")).collect();
+                let nodes = if nodes.is_empty() { String::new() } else { format!(" (nodes: {})", nodes.join(", ")) };
+                let fallback = placed["fallback"].as_str().map(|f| format!(" [fallback: {f}]")).unwrap_or_default();
+                println!("  provider {provider}{nodes}{fallback}");
+            }
             for (side, key) in [("in ", "inputs"), ("out", "outputs")] {
                 for o in g[key].as_array().into_iter().flatten() {
                     let shape: Vec<String> = o["shape"]
@@ -227,7 +248,7 @@ fn print_text(info: &Value) {
 pub fn run(args: InfoArgs) -> Result<ExitCode> {
     let dir = args.model.dir()?;
     let bundle = Bundle::load(&dir)?;
-    let info = collect(&bundle)?;
+    let info = collect(&bundle, &args.ep)?;
     if args.json {
         println!("{info}");
     } else {

@@ -4,6 +4,7 @@
 mod atomic;
 mod batch;
 mod draw;
+mod ep_flags;
 pub mod exit_codes;
 mod hash;
 mod info;

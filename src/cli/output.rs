@@ -68,6 +68,16 @@ impl Style {
     }
 }
 
+/// Restores the default SIGPIPE action, which Rust programs ignore: `unimed info | head -3` then ends
+/// quietly when `head` closes the pipe, as `cat` or `grep` would, instead of panicking in `println!`.
+/// Results already appended by `batch` are durable line by line, so dying on SIGPIPE loses nothing.
+pub fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A warning for the human on stderr.
 pub fn warn(message: &str) {
     let s = Style::stderr();

@@ -135,6 +135,21 @@ mod tests {
     }
 
     #[test]
+    fn error_records_are_remembered_across_opens() -> Result<()> {
+        let path = temp_path("failed");
+        let mut log = ResultLog::open(&path)?;
+        log.append("a", &json!({"id": "a", "text": "x"}))?;
+        log.append("b", &json!({"id": "b", "error": {"kind": "input", "message": "m"}}))?;
+        assert!(log.is_failed("b") && !log.is_failed("a"));
+        drop(log);
+        let log = ResultLog::open(&path)?;
+        assert!(log.is_done("a") && log.is_done("b"));
+        assert!(log.is_failed("b") && !log.is_failed("a"));
+        std::fs::remove_file(&path)?;
+        Ok(())
+    }
+
+    #[test]
     fn refuses_a_foreign_file() -> Result<()> {
         let path = temp_path("foreign");
         std::fs::write(&path, b"hello world\n")?;

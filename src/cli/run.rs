@@ -11,11 +11,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use unimed_edge::{
-    Engine, EngineOptions, ExecutionProvider, GenerationParams, ImageSource, Integrity, Labels, Output, Request,
+    Engine, EngineOptions, GenerationParams, ImageSource, Integrity, Labels, Output, Request,
     RunOptions, Sampling, SamplingParams, Task,
 };
 
 use super::exit_codes::{fail, Exit};
+use super::ep_flags::{self, EpFlags};
 use super::input_flags::{self, InputFlags};
 use super::model_arg::ModelArg;
 use super::{atomic, draw, output, record};
@@ -80,9 +81,8 @@ pub struct RunArgs {
     /// are hashed on first load and again whenever they change (docs/RELIABILITY.md "Integrity")
     #[arg(long)]
     no_verify: bool,
-    /// Execution provider: cpu (cuda and tensorrt come later).
-    #[arg(long, default_value = "cpu")]
-    provider: String,
+    #[command(flatten)]
+    ep: EpFlags,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -107,7 +107,8 @@ fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
     if dir.is_dir() {
         Ok(())
     } else {
-        Err(fail(Exit::Output, format!("{flag} {}: folder {} does not exist", path.display(), dir.display())))
+        let problem = if dir.exists() { "is not a folder" } else { "does not exist" };
+        Err(fail(Exit::Output, format!("{flag} {}: folder {} {problem}", path.display(), dir.display())))
     }
 }
 
@@ -140,7 +141,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut options = EngineOptions::default();
     options.session.intra_threads = args.threads;
     options.session.prepacking = !args.no_prepack;
-    options.session.provider = args.provider.parse::<ExecutionProvider>()?;
+    args.ep.apply(&mut options.session)?;
     if args.no_verify {
         options.integrity = Integrity::Off;
     }
@@ -192,7 +193,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let m = engine.bundle().manifest();
         let generation = record::generation(&request.generation, m.generation.max_new_tokens);
         let model = record::model_identity(engine.bundle())?;
-        let rec = record::result(None, &out, loaded.as_ref(), &model, generation, m.model.num_image_tokens);
+        let mut rec = record::result(None, &out, loaded.as_ref(), &model, generation, m.model.num_image_tokens);
+        rec["providers"] = ep_flags::placements_json();
         Some(serde_json::to_string(&rec)?)
     } else {
         args.out.as_ref().map(|_| out.text.clone())

@@ -51,7 +51,13 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         let s = Style::stdout();
         for f in &report.files {
             if f.ok() {
-                println!("{}  {:<28} {:>10}  sha256 {}", s.ok("ok      "), f.name, human_bytes(f.size), f.actual_sha256);
+                println!(
+                    "{}  {:<28} {:>10}  sha256 {}",
+                    s.ok("ok      "),
+                    f.name,
+                    human_bytes(f.size),
+                    f.actual_sha256
+                );
             } else {
                 println!(
                     "{}  {:<28} {:>10}  sha256 {} (manifest says {})",

@@ -39,6 +39,30 @@ impl Default for SamplingParams {
     }
 }
 
+impl SamplingParams {
+    /// Refuses settings with no meaning (NaN, a temperature ≤ 0, top-p outside (0, 1], top-k 0, a
+    /// penalty ≤ 0), which would otherwise be silently replaced or give NaN probabilities. The
+    /// message names the setting as the CLI spells it.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = self.repetition_penalty;
+        if !(p.is_finite() && p > 0.0) {
+            return Err(format!("repetition penalty {p}: expected a finite number > 0 (1 = off)"));
+        }
+        if let Sampling::Random { temperature, top_k, top_p } = self.sampling {
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return Err(format!("temperature {temperature}: expected a finite number > 0"));
+            }
+            if top_k == Some(0) {
+                return Err("top-k 0: expected at least 1".to_string());
+            }
+            if let Some(tp) = top_p.filter(|tp| !(*tp > 0.0 && *tp <= 1.0)) {
+                return Err(format!("top-p {tp}: expected a number in (0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A sampler for one request (its RNG state advances with each draw).
 pub struct Sampler {
     params: SamplingParams,

@@ -184,6 +184,7 @@ pub fn environment(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
         return Ok((state.env.clone(), state.library.clone()));
     }
     let library = find_ort_library(explicit)?;
+    disable_ort_telemetry();
     if let Some((major, minor)) = version_from_name(&library) {
         if (major, minor) != (1, ORT_REQUIRED_MINOR) {
             return Err(Error::OrtLibrary(format!(
@@ -201,6 +202,21 @@ pub fn environment(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
         .map_err(|e| Error::OrtLibrary(format!("{}: creating the environment: {e}", library.display())))?;
     *guard = Some(OrtState { env: env.clone(), library: library.clone() });
     Ok((env, library))
+}
+
+/// Environment variable that turns ONNX Runtime's own telemetry off completely (>= 1.29 on Linux: a
+/// 1DS uploader to mobile.events.data.microsoft.com, a device-id file and an event database under
+/// `$XDG_CACHE_HOME/Microsoft/DeveloperTools`). `with_telemetry(false)` alone does not stop the
+/// process-start event; only this variable, read when the library initialises, does.
+const ORT_TELEMETRY_ENV: &str = "ORT_DISABLE_TELEMETRY";
+
+/// Sets `ORT_DISABLE_TELEMETRY=1` unless the user set it: a tool next to a scanner must make no
+/// network connection and leave no identifier behind. Called under the environment lock before the
+/// library is loaded, so no ONNX Runtime thread exists yet to read the environment concurrently.
+fn disable_ort_telemetry() {
+    if std::env::var_os(ORT_TELEMETRY_ENV).is_none() {
+        std::env::set_var(ORT_TELEMETRY_ENV, "1");
+    }
 }
 
 /// Builds a session for `model` with `opts`. `graph` names the graph in errors and selects its

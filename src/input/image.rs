@@ -10,8 +10,8 @@
 //!   for your data (DICOM input does proper windowing instead).
 //! - 16-bit RGB/RGBA/gray+alpha PNG: PIL keeps the high byte (`v >> 8`).
 //! - Float images (32-bit float TIFF): PIL's `F → RGB` is not matched; they are refused.
-//! - JPEG is decoded by `jpeg.rs` (jpeg-decoder, closer to libjpeg-turbo than zune-jpeg; CMYK
-//!   converted with PIL's formula). It is the one format that is not bit-exact (±3 levels).
+//! - JPEG is decoded by `jpeg.rs` (libjpeg-turbo's C decoder, as Pillow's; CMYK converted with
+//!   PIL's formula): bit-exact too.
 //! - Animated PNG: the first frame (the default image), as PIL's `Image.open` gives.
 //! - GIF, WebP and other formats are not compiled in: they are refused as unknown formats.
 //! - EXIF orientation and ICC profiles are ignored, as PIL's `open` + `convert` ignore them.

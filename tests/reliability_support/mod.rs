@@ -166,9 +166,10 @@ pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// The `unimed: error: ...` lines of stderr.
+/// The error lines of stderr: `unimed: error: ...`, or `error: ...` from the argument parser (clap,
+/// which adds a usage line and sometimes a tip after it).
 pub fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|l| l.starts_with("unimed: error:")).collect()
+    stderr.lines().filter(|l| l.starts_with("unimed: error:") || l.starts_with("error:")).collect()
 }
 
 /// The failure contract: the expected code, exactly one error line, containing every needle, and no

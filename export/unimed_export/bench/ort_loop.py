@@ -28,7 +28,7 @@ _NP_TYPES = {"float32": np.float32, "float16": np.float16}
 
 
 class Decoder:
-    def __init__(self, bundle: Path, threads: int, prepacking: bool = True):
+    def __init__(self, bundle: Path, threads: int, prepacking: bool = True, profile_prefix: str | None = None):
         import onnxruntime as ort
 
         self.manifest = _read_manifest(bundle)
@@ -42,6 +42,9 @@ class Decoder:
         opts.inter_op_num_threads = 1
         if not prepacking:
             opts.add_session_config_entry("session.disable_prepacking", "1")
+        if profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
         t0 = time.perf_counter()
         self.session = ort.InferenceSession(str(bundle / dec["file"]), opts, providers=["CPUExecutionProvider"])
         self.load_s = time.perf_counter() - t0

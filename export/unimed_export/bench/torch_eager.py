@@ -98,6 +98,7 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=workload.THREADS)
     parser.add_argument("--new-tokens", type=int)
+    parser.add_argument("--warmup-tokens", type=int, help="tokens of the warm-up requests (default: --new-tokens)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -122,7 +123,8 @@ def main(argv: list | None = None) -> int:
     # Round-robin over tasks, as `unimed bench`, so machine drift spreads over all tasks.
     for r in range(args.warmup + args.runs):
         for task in tasks:
-            result = timed_request(model, task, requests["tasks"][task], requests["image_path"], new_tokens)
+            tokens = (args.warmup_tokens or new_tokens) if r < args.warmup else new_tokens
+            result = timed_request(model, task, requests["tasks"][task], requests["image_path"], tokens)
             if r >= args.warmup:
                 per_task[task].append(result)
     report = {"contender": f"torch-eager-{args.dtype}", "from": str(args.from_dir), "threads": args.threads,

@@ -44,7 +44,8 @@ def _graph_files(bundle: Path, names: list[str]) -> str:
 
 
 def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_precision: str = "fp32",
-                 image_precision: str = "fp32", merged_dtype: str = "auto", log=print) -> dict:
+                 image_precision: str = "fp32", merged_dtype: str = "auto", log=print,
+                 accuracy_level: int | None = None) -> dict:
     """Write every file of a bundle into `bundle` (an empty folder); return a summary for the CLI."""
     from ..model.connector import Connector
     from ..model.unimed import resample_rate
@@ -75,7 +76,8 @@ def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_prec
     files = convert_graph(bundle / CONNECTOR_FILE, image_precision, staging)
     log(f"connector: wrote {_graph_files(bundle, files)}")
 
-    contract = export_decoder_stage(llama, ckpt, staging, bundle, decoder_precision, merged_dtype, log)
+    contract = export_decoder_stage(llama, ckpt, staging, bundle, decoder_precision, merged_dtype, log,
+                                    accuracy_level)
 
     log("embed_tokens: writing float16 table")
     vocab, hidden = write_embed_table(llama, bundle / EMBED_FILE)
@@ -110,7 +112,8 @@ def export_vision_stage(vision, image_size: int, staging: Path, bundle: Path, pr
     return convert_graph(bundle / VISION_FILE, precision, staging)
 
 
-def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: str, merged_dtype: str, log):
+def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: str, merged_dtype: str, log,
+                         accuracy_level: int | None = None):
     from .export import MERGED_FP32_LIMIT
 
     fp32_bytes = sum(int(torch.Size(s).numel()) * 4 for s in llama.expected_shapes().values())
@@ -123,7 +126,7 @@ def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: st
         f"writing {merged_dtype} folder")
     write_merged_folder(llama, ckpt, merged, merged_dtype, log)
     gc.collect()
-    built = run_builder(merged, staging / "builder-out", precision, staging / "builder-cache", log)
+    built = run_builder(merged, staging / "builder-out", precision, staging / "builder-cache", log, accuracy_level)
     remove_tree(merged)
     files = install_decoder(built, bundle, DECODER_FILE)
     remove_tree(staging / "builder-out")

@@ -39,6 +39,8 @@ BUILDER_TARGETS = {
     "fp16": ("fp16", "cuda"),
 }
 PRECISIONS = tuple(BUILDER_TARGETS)
+QUANTIZED = ("int8", "int4")
+ACCURACY_LEVELS = (1, 2, 3, 4)
 
 _ONNX_TO_NAME = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16"}
 # Attention ops that write the new position into the past buffer in place when past and present are bound
@@ -51,15 +53,26 @@ class DecoderExportError(Exception):
     """The model builder failed, or its graph does not have the contract docs/BUNDLE.md needs."""
 
 
-def run_builder(merged_dir: Path, out_dir: Path, precision: str, cache_dir: Path, log) -> Path:
-    """Run the model builder on a merged HF LLaMA folder; return the produced model.onnx path."""
+def run_builder(merged_dir: Path, out_dir: Path, precision: str, cache_dir: Path, log,
+                accuracy_level: int | None = None) -> Path:
+    """Run the model builder on a merged HF LLaMA folder; return the produced model.onnx path.
+
+    accuracy_level (int8/int4 only): MatMulNBits' activation precision, 1 fp32, 2 fp16, 3 bf16, 4 int8;
+    None keeps the builder's default (4 on the CPU EP).
+    """
     if precision not in BUILDER_TARGETS:
         raise DecoderExportError(f"decoder precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     builder_precision, provider = BUILDER_TARGETS[precision]
+    extra = ["exclude_embeds=true"]
+    if accuracy_level is not None:
+        if precision not in QUANTIZED:
+            raise DecoderExportError(f"accuracy level {accuracy_level} applies to {'/'.join(QUANTIZED)} decoders "
+                                     f"only, not {precision}")
+        extra.append(f"accuracy_level={accuracy_level}")
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(merged_dir), "-o", str(out_dir),
-           "-p", builder_precision, "-e", provider, "-c", str(cache_dir), "--extra_options", "exclude_embeds=true"]
-    log(f"decoder: model builder -p {builder_precision} -e {provider} (exclude_embeds=true)")
+           "-p", builder_precision, "-e", provider, "-c", str(cache_dir), "--extra_options", *extra]
+    log(f"decoder: model builder -p {builder_precision} -e {provider} ({' '.join(extra)})")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
     for line in proc.stdout or ():

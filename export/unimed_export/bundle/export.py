@@ -19,7 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .decoder import PRECISIONS as DECODER_PRECISIONS
+from .decoder import ACCURACY_LEVELS, PRECISIONS as DECODER_PRECISIONS
 from .files import human_size
 from .image_precision import IMAGE_PRECISIONS
 
@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced if it exists)")
     parser.add_argument("--decoder-precision", choices=DECODER_PRECISIONS, default="fp32",
                         help="decoder weights: fp32, fp16 (fp16 I/O and KV), int8 or int4 MatMulNBits (default fp32)")
+    parser.add_argument("--decoder-accuracy-level", type=int, choices=ACCURACY_LEVELS, default=None,
+                        help="int8/int4 decoders: MatMulNBits activation precision, 1 fp32 ... 4 int8 "
+                             "(default: the model builder's, 4 on CPU)")
     parser.add_argument("--vision-precision", choices=IMAGE_PRECISIONS, default="fp32",
                         help="vision and connector graphs: fp32, fp16 weights or int8 MatMulNBits (default fp32)")
     parser.add_argument("--merged-dtype", choices=("auto", "fp32", "fp16"), default="auto",
@@ -85,7 +88,8 @@ def main(args) -> int:
     try:
         inputs = BundleInputs(eva=eva, llama=llama, checkpoint=checkpoint, synth_dir=args.from_dir)
         summary = build_bundle(inputs, bundle_tmp, staging, decoder_precision=args.decoder_precision,
-                               image_precision=args.vision_precision, merged_dtype=args.merged_dtype, log=log)
+                               image_precision=args.vision_precision, merged_dtype=args.merged_dtype, log=log,
+                               accuracy_level=args.decoder_accuracy_level)
         gc.collect()
         _swap_in(bundle_tmp, out)
     finally:

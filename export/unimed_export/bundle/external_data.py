@@ -6,12 +6,11 @@ the 2 GB protobuf limit never applies whatever the model size. The model builder
 its data unaligned and torch.onnx.export writes one file per tensor above 2 GB, so every graph of a bundle
 goes through `relayout` exactly once.
 
-The copy streams tensor by tensor from the source files (memory-mapped), so peak memory is one tensor.
+The copy streams tensor by tensor from the source files, so peak memory is one tensor.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 
@@ -44,43 +43,36 @@ def _all_tensors(graph: onnx.GraphProto):
 
 
 class _SourceFiles:
-    """Memory-maps of the source model's external data files, opened on demand."""
+    """The source model's external data files, opened on demand; one tensor is read at a time."""
 
     def __init__(self, base_dir: Path):
         self.base_dir = base_dir
-        self._maps: dict[str, tuple[object, mmap.mmap]] = {}
+        self._files: dict[str, tuple[object, int]] = {}
 
-    def read(self, tensor: TensorProto) -> bytes | memoryview:
+    def read(self, tensor: TensorProto) -> bytes:
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location")
         if not location:
             raise ExternalDataError(f"tensor '{tensor.name}': external data without a 'location' entry")
         path = self.base_dir / location
-        if location not in self._maps:
+        if location not in self._files:
             if not path.is_file():
                 raise ExternalDataError(f"tensor '{tensor.name}': external data file {path} does not exist")
             fh = open(path, "rb")
-            if os.fstat(fh.fileno()).st_size == 0:
-                fh.close()
-                self._maps[location] = (None, None)  # type: ignore[assignment]
-            else:
-                self._maps[location] = (fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-        _, mapped = self._maps[location]
+            self._files[location] = (fh, os.fstat(fh.fileno()).st_size)
+        fh, size = self._files[location]
         offset = int(info.get("offset", 0))
-        length = int(info["length"]) if "length" in info else (len(mapped) - offset if mapped else 0)
-        if mapped is None or offset + length > len(mapped):
-            raise ExternalDataError(
-                f"tensor '{tensor.name}': external data {path} offset {offset} + length {length} "
-                f"exceeds the file size {0 if mapped is None else len(mapped)}")
-        return memoryview(mapped)[offset:offset + length]
+        length = int(info["length"]) if "length" in info else size - offset
+        if offset + length > size:
+            raise ExternalDataError(f"tensor '{tensor.name}': external data {path} offset {offset} + length "
+                                    f"{length} exceeds the file size {size}")
+        fh.seek(offset)
+        return fh.read(length)
 
     def close(self):
-        for fh, mapped in self._maps.values():
-            if mapped is not None:
-                mapped.close()
-            if fh is not None:
-                fh.close()
-        self._maps.clear()
+        for fh, _ in self._files.values():
+            fh.close()
+        self._files.clear()
 
 
 def _inline_bytes(tensor: TensorProto) -> bytes:
@@ -112,7 +104,7 @@ def relayout(src_model: Path, dst_model: Path, data_name: str | None = None,
                 payload = sources.read(tensor) if external else _inline_bytes(tensor)
                 if len(payload) < inline_below:
                     if external or not tensor.HasField("raw_data"):
-                        _set_inline(tensor, bytes(payload))
+                        _set_inline(tensor, payload)
                     continue
                 pad = (-out.tell()) % align
                 out.write(b"\0" * pad)

@@ -57,6 +57,19 @@ def requests(images: dict) -> list:
     ]
 
 
+def save_runs(path: Path, runs: list, timing: dict) -> None:
+    arrays = {f"embeds_{i}": r["embeds"] for i, r in enumerate(runs)}
+    meta = [{"id": r["id"], "ids": r["ids"], "stop": r["stop"]} for r in runs]
+    np.savez(path, meta=json.dumps({"runs": meta, "timing": timing}), **arrays)
+
+
+def load_runs(path: Path) -> tuple[list, dict]:
+    data = np.load(path)
+    meta = json.loads(str(data["meta"]))
+    runs = [dict(r, embeds=data[f"embeds_{i}"]) for i, r in enumerate(meta["runs"])]
+    return runs, meta["timing"]
+
+
 def bundle_sizes(bundle: Path) -> dict:
     manifest = json.loads((bundle / "unimed.json").read_text())
     files = manifest["files"]
@@ -121,10 +134,18 @@ def main(argv: list | None = None) -> int:
                         help="a bundle to compare (repeatable)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--runs-cache", type=Path,
+                        help="an .npz of the fp32 runs (inputs_embeds and generated ids): read when it exists, "
+                             "else written, so that candidates can be compared later without rerunning fp32")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        reqs = requests(make_images(Path(tmp)))
-        runs, ref_timing = reference_runs(args.reference, reqs, args.threads)
+    if args.runs_cache is not None and args.runs_cache.is_file():
+        runs, ref_timing = load_runs(args.runs_cache)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            reqs = requests(make_images(Path(tmp)))
+            runs, ref_timing = reference_runs(args.reference, reqs, args.threads)
+        if args.runs_cache is not None:
+            save_runs(args.runs_cache, runs, ref_timing)
     positions = sum(len(r["ids"]) for r in runs)
     report = {"reference": {"bundle": str(args.reference), **bundle_sizes(args.reference), **ref_timing,
                             "positions": positions, "stop_reasons": {r["id"]: r["stop"] for r in runs}},

@@ -236,6 +236,9 @@ class BundleRunner:
                   "generated_ids": gen.ids, "stop_reason": gen.stop_reason, "text": text}
         if task == "rec":
             result["box"] = parse_rec_box(text, *image_size)
-        if task == "cls" and req.get("labels"):
-            result["label"] = match_label(text, req["labels"])
+        if task == "cls":
+            from ..reference import label_candidates
+
+            labels = label_candidates(req)
+            result["label"] = match_label(text, labels) if labels else None
         return result, arrays

@@ -25,6 +25,9 @@ use unimed_edge::graphs::decoder::DecoderGraph;
 use unimed_edge::text::embed::EmbedTable;
 use unimed_edge::{Bundle, SamplingParams, SessionOptions};
 
+/// Mapped files listed in the report (largest first).
+const RESIDENT_FILES_SHOWN: usize = 8;
+
 /// What the decoder-only mode needs besides the session options.
 pub struct DecoderBench<'a> {
     pub model: &'a Path,
@@ -63,6 +66,8 @@ pub struct DecoderReport {
     pub peak_rss_bytes: Option<u64>,
     pub rss: Rss,
     pub kv_cache_bytes: u64,
+    /// Resident bytes per mapped file at the end (the bundle's weight files used in place).
+    pub resident_files: Vec<(String, u64)>,
 }
 
 /// The ids of `--prompt-ids FILE` (a JSON list), or `[bos, 3, 4, ...]` of `len` ids.
@@ -182,6 +187,7 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
         tokens,
         peak_rss_bytes: rss.peak_bytes,
         rss,
+        resident_files: memory::resident_files().into_iter().take(RESIDENT_FILES_SHOWN).collect(),
         kv_cache_bytes: (2 * kv.num_layers * kv.num_kv_heads * kv.head_dim * capacity * std::mem::size_of::<f32>()) as u64,
     })
 }

@@ -37,6 +37,30 @@ pub fn rss() -> Rss {
     }
 }
 
+/// Resident bytes of each mapped file of this process (from `/proc/self/smaps`), largest first: shows
+/// which weights are used in place from their files and which were copied (those show up as anon).
+pub fn resident_files() -> Vec<(String, u64)> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
+        return Vec::new();
+    };
+    let mut by_file: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        // A mapping header: "start-end perms offset dev inode [path]"; its first field has a '-'.
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            current = fields.nth(4).filter(|p| p.starts_with('/')).map(str::to_string);
+        } else if let (Some(path), Some(rest)) = (&current, line.strip_prefix("Rss:")) {
+            let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            *by_file.entry(path.clone()).or_insert(0) += kib * 1024;
+        }
+    }
+    let mut v: Vec<(String, u64)> = by_file.into_iter().filter(|(_, b)| *b > 0).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v
+}
+
 /// Asks the kernel to drop `path`'s clean pages from the page cache (`POSIX_FADV_DONTNEED`), so the
 /// next load reads it from disk. Pages mapped by a running process stay. Returns false when the
 /// file cannot be opened or the advice fails (the load is then not cold, and the report says so).
@@ -68,6 +92,8 @@ mod tests {
         let r = rss();
         let (peak, cur) = (r.peak_bytes.unwrap(), r.current_bytes.unwrap());
         assert!(cur > 0 && peak >= cur, "peak {peak} current {cur}");
+        // The test binary itself is a mapped, resident file.
+        assert!(!resident_files().is_empty());
         let a = monotonic_ns();
         let b = monotonic_ns();
         assert!(b >= a);

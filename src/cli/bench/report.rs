@@ -38,6 +38,8 @@ pub struct Settings {
     pub vision_cache: bool,
     pub image: String,
     pub cpus: usize,
+    /// Where each graph ran (`--ep`): provider, node counts per provider, fallback.
+    pub providers: serde_json::Value,
 }
 
 /// Engine load: the first load of the process (`cold`; from disk when `evicted`) and a second one.
@@ -63,6 +65,9 @@ pub struct Memory {
     pub kv_cache_bytes: u64,
     /// peak / (weights + kv cache).
     pub peak_over_weights_and_kv: Option<f64>,
+    /// Resident bytes per mapped file at the end, largest first (weights used in place show up here;
+    /// copies, e.g. prepacked weights, count in `rss.anon_bytes`).
+    pub resident_files: Vec<(String, u64)>,
 }
 
 /// One task's timings over the timed runs (milliseconds).

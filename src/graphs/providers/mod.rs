@@ -11,6 +11,7 @@
 //! the provider, the graph and the reason, unless `fallback` is set. What each graph actually ran on is
 //! recorded (placement.rs) for `unimed info` and the `--json` reports.
 
+mod device;
 mod placement;
 mod register;
 // Used by registration only in builds with the `tensorrt` feature; compiled (and tested) in every build.
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::session::ExecutionProvider;
 use crate::error::{Error, Result};
 
+pub use device::kv_memory;
 pub use placement::{placement, placements, Placement};
 pub(crate) use register::create;
 pub use register::available_providers;
@@ -176,10 +178,10 @@ pub enum CpuNodes {
 }
 
 /// CUDA provider options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CudaOptions {
-    /// CUDA device ordinal (a Jetson has one: 0).
+    /// CUDA device ordinal (default 0; a Jetson has only that one).
     pub device_id: i32,
     /// Upper bound of the provider's memory arena in bytes (`None`: no limit). On a Jetson the GPU shares
     /// DRAM with the CPU, so this is what keeps room for the memory-mapped weights and the OS.
@@ -188,12 +190,6 @@ pub struct CudaOptions {
     /// every node is on the CUDA provider and the inputs keep their shapes and device addresses from run
     /// to run; the decoder's inputs change shape every step, so it is refused for the decoder.
     pub cuda_graph: bool,
-}
-
-impl Default for CudaOptions {
-    fn default() -> Self {
-        CudaOptions { device_id: 0, mem_limit: None, cuda_graph: false }
-    }
 }
 
 /// TensorRT provider options.

@@ -153,6 +153,21 @@ unsafe fn check(api: &ort::sys::OrtApi, status: ort::sys::OrtStatusPtr) -> Resul
 mod tests {
     use super::*;
 
+    /// The C API path, on the CPU provider (the only one this test machine has): every node of the
+    /// tiny connector is reported, all of them on the CPU, including its MatMuls.
+    #[test]
+    fn assignments_are_read_from_onnx_runtime() {
+        let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny/connector.onnx");
+        let (env, _) = crate::graphs::session::environment(None).unwrap();
+        let mut builder = Session::builder(&env).unwrap().with_config_entry(RECORD_ASSIGNMENT_KEY, "1").unwrap();
+        let session = builder.commit_from_file(&model).unwrap();
+        let assigned = assignments(&session).unwrap();
+        let (nodes, cpu_ops) = tally(&assigned);
+        assert_eq!(nodes.keys().collect::<Vec<_>>(), vec!["CPUExecutionProvider"], "{nodes:?}");
+        assert!(nodes["CPUExecutionProvider"] > 5, "{nodes:?}");
+        assert!(cpu_ops.keys().any(|op| op.contains("MatMul") || op == "Gemm"), "{cpu_ops:?}");
+    }
+
     #[test]
     fn shape_nodes_on_the_cpu_are_not_compute() {
         let assigned: Vec<(String, String)> = [

@@ -171,8 +171,13 @@ fn attempt(
     if cfg.cpu_nodes == CpuNodes::None && !cfg.fallback {
         builder = builder.with_disable_cpu_fallback().map_err(|e| format!("disabling CPU fallback: {e}"))?;
     }
-    let mut builder = dispatch::register(builder, graph, model, ep, cfg)?;
-    let session = builder.commit_from_file(model).map_err(|e| format!("creating the session failed: {e}"))?;
+    let (mut builder, notices) = dispatch::register(builder, graph, model, ep, cfg)?;
+    // Only now that the provider registered is a long build actually coming.
+    for notice in notices {
+        eprintln!("unimed: {notice}");
+    }
+    let session =
+        builder.commit_from_file(model).map_err(|e| format!("creating the session failed: {}", e.to_string().trim_end()))?;
     let assigned = placement::assignments(&session).map_err(|e| format!("reading the node assignments failed: {e}"))?;
     let (nodes, cpu_ops) = placement::tally(&assigned);
     let placed = Placement {
@@ -222,13 +227,18 @@ mod dispatch {
         model: &Path,
         ep: ExecutionProvider,
         cfg: &ProviderConfig,
-    ) -> std::result::Result<SessionBuilder, String> {
+    ) -> std::result::Result<(SessionBuilder, Vec<String>), String> {
         let mut list: Vec<ort::ep::ExecutionProviderDispatch> = Vec::new();
+        let mut notices = Vec::new();
         match ep {
             ExecutionProvider::Cpu => {}
             ExecutionProvider::TensorRt => {
                 #[cfg(feature = "tensorrt")]
-                list.push(tensorrt_ep(graph, model, cfg)?);
+                {
+                    let (dispatch, notice) = tensorrt_ep(graph, model, cfg)?;
+                    list.push(dispatch);
+                    notices.extend(notice);
+                }
                 #[cfg(feature = "cuda")]
                 if cfg.tensorrt.with_cuda {
                     list.push(cuda_ep(cfg));
@@ -239,7 +249,10 @@ mod dispatch {
                 list.push(cuda_ep(cfg));
             }
         }
-        builder.with_execution_providers(list).map_err(|e| format!("registering it failed: {e}"))
+        let builder = builder
+            .with_execution_providers(list)
+            .map_err(|e| format!("registering it failed: {}", e.to_string().trim_end()))?;
+        Ok((builder, notices))
     }
 
     #[cfg(feature = "cuda")]
@@ -263,7 +276,7 @@ mod dispatch {
         graph: &str,
         model: &Path,
         cfg: &ProviderConfig,
-    ) -> std::result::Result<ort::ep::ExecutionProviderDispatch, String> {
+    ) -> std::result::Result<(ort::ep::ExecutionProviderDispatch, Option<String>), String> {
         let o = &cfg.tensorrt;
         if o.dla_core.is_some() && !o.fp16 {
             return Err("a DLA core runs fp16 or int8 only; enable fp16 to use dla_core".into());
@@ -286,14 +299,14 @@ mod dispatch {
         if let Some(bytes) = o.workspace {
             ep = ep.with_max_workspace_size(usize::try_from(bytes).unwrap_or(usize::MAX));
         }
-        if !tensorrt::has_engine(&engines) {
-            eprintln!(
-                "unimed: TensorRT is building the engine of graph {graph} (first run on this device and TensorRT \
-                 version; this can take several minutes). It is cached in {} and later runs load it in seconds.",
+        let notice = (!tensorrt::has_engine(&engines)).then(|| {
+            format!(
+                "TensorRT is building the engine of graph {graph} (first run on this device and TensorRT version; \
+                 this can take several minutes). It is cached in {} and later runs load it in seconds.",
                 engines.display()
-            );
-        }
-        Ok(ep.build().error_on_failure())
+            )
+        });
+        Ok((ep.build().error_on_failure(), notice))
     }
 }
 

@@ -108,7 +108,7 @@ pub(super) fn timing_dir(opts: &TensorRtOptions) -> std::io::Result<PathBuf> {
 /// Whether `dir` already holds an engine (then ONNX Runtime loads it instead of building one; it
 /// rebuilds by itself when the model or the TensorRT version changed).
 pub(super) fn has_engine(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map_or(false, |entries| {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
         entries.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(ENGINE_SUFFIX))
     })
 }
