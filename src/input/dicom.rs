@@ -113,6 +113,10 @@ fn open(path: &Path, framing: Framing) -> Result<DefaultDicomObject, InputError>
         Framing::Preamble => ReadPreamble::Always,
         Framing::NoPreamble => ReadPreamble::Never,
     };
+    // No value is longer than its file: bound allocations by the file size (alloc_guard.rs), so a
+    // header declaring a 4 GB value is a parse error, not 4 GB of memory.
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    let _limit = super::alloc_guard::ParseLimit::for_file(file_len);
     OpenFileOptions::new()
         .read_preamble(preamble)
         .open_file(path)

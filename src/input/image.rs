@@ -17,7 +17,7 @@
 //! - EXIF orientation and ICC profiles are ignored, as PIL's `open` + `convert` ignore them.
 
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
@@ -79,7 +79,7 @@ pub(crate) fn guess_format(path: &Path, file: &mut BufReader<File>) -> Result<Op
 /// `max_pixels` from the header, before any pixel buffer is allocated.
 pub(crate) fn decode(
     path: &Path,
-    file: BufReader<File>,
+    mut file: BufReader<File>,
     format: ImageFormat,
     max_pixels: u64,
 ) -> Result<(RgbImage, RasterFormat), InputError> {
@@ -94,6 +94,9 @@ pub(crate) fn decode(
         format: raster.name(),
         message: e.to_string(),
     };
+    if raster == RasterFormat::Png {
+        check_png_palette(path, &mut file)?;
+    }
     let mut reader = ImageReader::with_format(file, format);
     let mut limits = Limits::default();
     // A second line of defence: the decoders also refuse to allocate more than this.
@@ -113,6 +116,40 @@ pub(crate) fn decode(
     }
     let img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     Ok((to_rgb_like_pil(path, img)?, raster))
+}
+
+/// PNG signature length, and the length and CRC fields around each chunk's data.
+const PNG_SIGNATURE_LEN: u64 = 8;
+const PNG_CHUNK_CRC_LEN: i64 = 4;
+/// Bytes of one palette entry (RGB).
+const PNG_PALETTE_ENTRY_LEN: u32 = 3;
+
+/// png 0.18.1 panics on a PLTE chunk whose length is not a multiple of 3 (image-rs/image-png#694,
+/// found here by fuzz/fuzz_targets/image.rs; fixed upstream after 0.18.1). Walks the chunk headers
+/// up to the image data and refuses such a palette before the decoder sees it. Anything else wrong
+/// with the chunk layout is left for the decoder to report.
+fn check_png_palette(path: &Path, file: &mut BufReader<File>) -> Result<(), InputError> {
+    let io = |source| InputError::Io { path: path.to_path_buf(), source };
+    file.seek(SeekFrom::Start(PNG_SIGNATURE_LEN)).map_err(io)?;
+    let mut header = [0u8; 8];
+    // Each step reads 8 bytes and moves forward, so the walk ends at the end of the file at the latest.
+    while file.read_exact(&mut header).is_ok() {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let kind = &header[4..8];
+        if kind == b"PLTE" && len % PNG_PALETTE_ENTRY_LEN != 0 {
+            return Err(InputError::Decode {
+                path: path.to_path_buf(),
+                format: RasterFormat::Png.name(),
+                message: format!("PLTE chunk of {len} bytes is not a whole number of RGB entries"),
+            });
+        }
+        if kind == b"IDAT" || kind == b"IEND" {
+            break;
+        }
+        file.seek_relative(i64::from(len) + PNG_CHUNK_CRC_LEN).map_err(io)?;
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(())
 }
 
 /// `convert("RGB")` with PIL's per-mode rules (see the module docs).

@@ -10,6 +10,7 @@
 //! everything else by the `image` crate's signature sniffing. The pixel count is checked against
 //! `InputOptions::max_pixels` from the header, before any pixel buffer is allocated.
 
+mod alloc_guard;
 mod dicom;
 mod dicom_render;
 mod error;
@@ -22,6 +23,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
+pub use self::alloc_guard::GuardedAllocator;
 pub use self::dicom::DicomInfo;
 pub use self::error::InputError;
 pub use self::image::RasterFormat;
