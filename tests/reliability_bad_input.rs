@@ -170,6 +170,12 @@ fn bad_images() {
             EXIT_INPUT,
             &["scene_96x80.png", "96×80", "1000"],
         ),
+        Case::new(
+            "PNG palette of 49 bytes (panicked in png 0.18.1; found by fuzzing)",
+            vqa_on(&root().join("fuzz/seeds/image/regress-png-plte-49-bytes.png"), &[]),
+            EXIT_INPUT,
+            &["regress-png-plte-49-bytes.png", "PLTE chunk of 49 bytes"],
+        ),
         Case::new("float TIFF (32-bit float samples)", vqa_on(&float_tiff(&dir), &[]), EXIT_INPUT, &["float.tif", "not supported"]),
         Case::new("GIF (not compiled in)", vqa_on(&input_fixture("anim.gif"), &[]), EXIT_INPUT, &["anim.gif", "Gif"]),
         // Accepted inputs with a documented conversion (PIL's `convert("RGB")`): they must run.
@@ -197,6 +203,13 @@ fn patch_us(bytes: &mut [u8], group: u16, element: u16, value: u16) {
     bytes[at + tag.len()..at + tag.len() + 2].copy_from_slice(&value.to_le_bytes());
 }
 
+/// Sets the 4-byte value length of the explicit-VR `(7FE0,0010) OW` PixelData element.
+fn patch_pixel_data_length(bytes: &mut [u8], len: u32) {
+    let tag = [0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+    let at = bytes.windows(tag.len()).position(|w| w == tag).unwrap_or_else(|| panic!("PixelData OW not found"));
+    bytes[at + tag.len()..at + tag.len() + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 #[test]
 fn bad_dicom() {
     let dir = temp_dir("dicom");
@@ -205,6 +218,8 @@ fn bad_dicom() {
     patch_us(&mut rows_too_many, 0x0028, 0x0010, 4096); // Rows: far more than the pixel data holds
     let mut bits_12 = ct.clone();
     patch_us(&mut bits_12, 0x0028, 0x0100, 12); // BitsAllocated 12: not a DICOM storage size
+    let mut pixel_bomb = ct.clone();
+    patch_pixel_data_length(&mut pixel_bomb, 0xF400_0000); // declares 4 GB of pixel data in 39 KB
     let mut rows_zero = ct.clone();
     patch_us(&mut rows_zero, 0x0028, 0x0010, 0);
     let cases = vec![
@@ -262,6 +277,12 @@ fn bad_dicom() {
             vqa_on(&write(&dir, "rows.dcm", &rows_too_many), &[]),
             EXIT_INPUT,
             &["rows.dcm"],
+        ),
+        Case::new(
+            "DICOM bomb: PixelData declares 4 GB in a 39 KB file",
+            vqa_on(&write(&dir, "pixel_bomb.dcm", &pixel_bomb), &[]),
+            EXIT_INPUT,
+            &["pixel_bomb.dcm"],
         ),
         Case::new("Rows = 0", vqa_on(&write(&dir, "rows0.dcm", &rows_zero), &[]), EXIT_INPUT, &["rows0.dcm"]),
         Case::new(

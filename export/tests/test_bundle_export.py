@@ -134,3 +134,15 @@ def test_relayout_aligns_large_tensors_and_keeps_values(tmp_path, source_externa
     x = rng.standard_normal((1, 600)).astype(np.float32)
     y = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(y, x @ weight + small, rtol=1e-5, atol=1e-4)
+
+
+def test_cli_rejects_bad_inputs_without_leaving_files(tmp_path, capsys):
+    from unimed_export.__main__ import main
+
+    out = tmp_path / "b"
+    assert main(["export", "--from", str(tmp_path / "missing"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "eva_vit_g.pth" in err and "no such file" in err
+    assert list(tmp_path.iterdir()) == [], "a failed export must leave neither a bundle nor staging"
+    with pytest.raises(SystemExit, match="accuracy-level"):
+        main(["export", "--from", str(tmp_path), "--out", str(out), "--decoder-accuracy-level", "1"])

@@ -28,6 +28,22 @@ pub const DOCUMENTED: [i32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 /// decompression bomb would allocate, so "refused before allocating" is checked, not assumed.
 pub const ADDRESS_SPACE_LIMIT: u64 = 6 << 30;
 
+/// Peak resident memory any child may reach: the tiny bundle needs ~150 MiB; a bomb that got past a
+/// check would need gigabytes.
+pub const MEMORY_BOUND_KIB: i64 = 1 << 20;
+
+/// The largest peak RSS of all children waited for so far (`RUSAGE_CHILDREN`), in KiB.
+pub fn children_peak_rss_kib() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    if rc == 0 {
+        usage.ru_maxrss
+    } else {
+        0
+    }
+}
+
 /// Generated tokens per request: enough to run the decode loop, few enough to keep tests quick.
 pub const MAX_NEW_TOKENS: &str = "2";
 
@@ -179,6 +195,8 @@ pub fn assert_clean_failure(f: &Finished, code: i32, needles: &[&str]) {
     assert!(DOCUMENTED.contains(&f.code), "exit code outside the documented set: {}", show());
     assert!(!f.stderr.contains("panicked") && !f.stderr.contains("RUST_BACKTRACE"), "a panic: {}", show());
     assert_eq!(f.code, code, "exit code: {}", show());
+    let peak = children_peak_rss_kib();
+    assert!(peak < MEMORY_BOUND_KIB, "a child peaked at {peak} KiB (bound {MEMORY_BOUND_KIB}): {}", show());
     if code == EXIT_OK {
         return;
     }

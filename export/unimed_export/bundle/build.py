@@ -21,7 +21,7 @@ from .decoder import install_decoder, read_contract, remove_tree, run_builder
 from .embed import write_embed_table, write_tokenizer
 from .image_precision import convert_graph
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, load_manifest
-from .merged_llama import write_merged_folder
+from .merged_llama import MERGED_FP32_LIMIT, write_merged_folder
 from .provenance import provenance
 from .files import file_record, human_size
 
@@ -114,8 +114,6 @@ def export_vision_stage(vision, image_size: int, staging: Path, bundle: Path, pr
 
 def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: str, merged_dtype: str, log,
                          accuracy_level: int | None = None):
-    from .export import MERGED_FP32_LIMIT
-
     fp32_bytes = sum(int(torch.Size(s).numel()) * 4 for s in llama.expected_shapes().values())
     if merged_dtype == "auto":
         merged_dtype = "fp32" if fp32_bytes <= MERGED_FP32_LIMIT else "fp16"

@@ -16,18 +16,20 @@ import argparse
 import gc
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from .decoder import ACCURACY_LEVELS, PRECISIONS as DECODER_PRECISIONS
+from ..readers.errors import ReaderError
+from .decoder import ACCURACY_LEVELS, QUANTIZED, DecoderExportError, PRECISIONS as DECODER_PRECISIONS
+from .external_data import ExternalDataError
 from .files import human_size
 from .image_precision import IMAGE_PRECISIONS
+from .manifest import ManifestError
+from .merged_llama import MERGED_FP32_LIMIT
 
 # The synth command's fixed file names inside a synthetic folder (unimed_export.synth).
 SYNTH_EVA, SYNTH_LLAMA, SYNTH_CHECKPOINT = "eva_vit_g.pth", "llama", "checkpoint.pth"
-# Above this many bytes of fp32 LLaMA weights the temporary merged folder is written in fp16 instead: the
-# model builder loads the whole folder in its stored dtype, and 7B in fp32 (27 GB) does not fit a 24 GiB box.
-MERGED_FP32_LIMIT = 8 << 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +79,9 @@ def main(args) -> int:
     from .build import BundleInputs, build_bundle
 
     eva, llama, checkpoint = resolve_inputs(args)
+    if args.decoder_accuracy_level is not None and args.decoder_precision not in QUANTIZED:
+        raise SystemExit(f"export: --decoder-accuracy-level applies to {'/'.join(QUANTIZED)} decoders, "
+                         f"not --decoder-precision {args.decoder_precision}")
     out = Path(args.out)
     log = Progress()
     work = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -92,6 +97,10 @@ def main(args) -> int:
                                accuracy_level=args.decoder_accuracy_level)
         gc.collect()
         _swap_in(bundle_tmp, out)
+    except (ReaderError, DecoderExportError, ExternalDataError, ManifestError) as exc:
+        # Errors about the user's files or the produced graphs: one line naming file and field, no traceback.
+        print(f"export: {exc}", file=sys.stderr)
+        return 1
     finally:
         if args.keep_staging:
             log(f"staging kept in {work}")

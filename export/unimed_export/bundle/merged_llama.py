@@ -22,6 +22,9 @@ SHARD_BYTES = 1 << 30
 _COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer.model",
                "tokenizer_config.json", "special_tokens_map.json")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+# Above this many bytes of fp32 LLaMA weights the temporary merged folder is written in fp16 instead: the
+# model builder loads the whole folder in its stored dtype, and 7B in fp32 (27 GB) does not fit a 24 GiB box.
+MERGED_FP32_LIMIT = 8 << 30
 
 
 def write_merged_folder(llama, ckpt, out_dir: Path, dtype: str, log) -> int:
