@@ -203,6 +203,19 @@ fn patch_us(bytes: &mut [u8], group: u16, element: u16, value: u16) {
     bytes[at + tag.len()..at + tag.len() + 2].copy_from_slice(&value.to_le_bytes());
 }
 
+/// A `dicom` fuzz input as the file the target made of it: the first byte chose the options, and a
+/// DICOM preamble is added when the rest lacks one (fuzz/fuzz_targets/dicom.rs).
+fn fuzz_seed_as_dicom(name: &str) -> Vec<u8> {
+    let p = root().join("fuzz/seeds/dicom").join(name);
+    let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let body = &data[1..];
+    if body.get(128..132) == Some(b"DICM".as_slice()) {
+        body.to_vec()
+    } else {
+        [vec![0u8; 128], b"DICM".to_vec(), body.to_vec()].concat()
+    }
+}
+
 /// Sets the 4-byte value length of the explicit-VR `(7FE0,0010) OW` PixelData element.
 fn patch_pixel_data_length(bytes: &mut [u8], len: u32) {
     let tag = [0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
@@ -220,6 +233,7 @@ fn bad_dicom() {
     patch_us(&mut bits_12, 0x0028, 0x0100, 12); // BitsAllocated 12: not a DICOM storage size
     let mut pixel_bomb = ct.clone();
     patch_pixel_data_length(&mut pixel_bomb, 0xF400_0000); // declares 4 GB of pixel data in 39 KB
+    let rle_short = fuzz_seed_as_dicom("regress-dicom-rle-short-segment");
     let mut rows_zero = ct.clone();
     patch_us(&mut rows_zero, 0x0028, 0x0010, 0);
     let cases = vec![
@@ -283,6 +297,12 @@ fn bad_dicom() {
             vqa_on(&write(&dir, "pixel_bomb.dcm", &pixel_bomb), &[]),
             EXIT_INPUT,
             &["pixel_bomb.dcm"],
+        ),
+        Case::new(
+            "RLE segment that decodes short (panicked in dicom-transfer-syntax-registry 0.10.1; found by fuzzing)",
+            vqa_on(&write(&dir, "rle_short.dcm", &rle_short), &[]),
+            EXIT_INPUT,
+            &["rle_short.dcm", "RLE Lossless", "malformed data"],
         ),
         Case::new("Rows = 0", vqa_on(&write(&dir, "rows0.dcm", &rows_zero), &[]), EXIT_INPUT, &["rows0.dcm"]),
         Case::new(

@@ -194,7 +194,15 @@ pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result
         name: ts_name.clone(),
         message: error_chain(&e),
     };
-    let decoded = obj.decode_pixel_data_frame(frame).map_err(decode_err)?;
+    // Contained: malformed compressed data can panic inside the decoders (contain.rs).
+    let decoded = super::contain::contain(|| obj.decode_pixel_data_frame(frame))
+        .map_err(|message| InputError::DicomDecode {
+            path: path.to_path_buf(),
+            uid: ts_uid.clone(),
+            name: ts_name.clone(),
+            message,
+        })?
+        .map_err(decode_err)?;
     let data = decoded.frame_data(0).map_err(decode_err)?;
     let (bits_allocated, bits_stored) = (decoded.bits_allocated(), decoded.bits_stored());
     let signed = decoded.pixel_representation() == PixelRepresentation::Signed;

@@ -11,6 +11,7 @@
 //! `InputOptions::max_pixels` from the header, before any pixel buffer is allocated.
 
 mod alloc_guard;
+mod contain;
 mod dicom;
 mod dicom_render;
 mod error;
