@@ -153,8 +153,8 @@ fn validate_graph_specs(m: &Manifest, c: &Check) -> Result<()> {
     c.ensure(dec.kv_layout == "batch_heads_seq_dim", "graphs.decoder.kv_layout", || {
         format!("only \"batch_heads_seq_dim\" is supported, got \"{}\"", dec.kv_layout)
     })?;
-    c.ensure(dec.io_dtype == "float32", "graphs.decoder.io_dtype", || {
-        format!("this runtime drives float32 decoder I/O only (weights may be quantized), got \"{}\"", dec.io_dtype)
+    c.ensure(matches!(dec.io_dtype.as_str(), "float32" | "float16"), "graphs.decoder.io_dtype", || {
+        format!("expected \"float32\" or \"float16\", got \"{}\"", dec.io_dtype)
     })?;
     c.ensure(matches!(dec.logits_positions.as_str(), "all" | "last"), "graphs.decoder.logits_positions", || {
         format!("expected \"all\" or \"last\", got \"{}\"", dec.logits_positions)

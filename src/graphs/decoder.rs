@@ -7,14 +7,20 @@
 //! outputs, the same `OrtValue`) and only `inputs_embeds` and `attention_mask` are rebound per step.
 //! Every step also checks that the presents ONNX Runtime hands back live at the cache's addresses, so a
 //! graph that silently allocates new presents (i.e. copies the cache) is an error, not a slowdown.
+//!
+//! The I/O element type (`io_dtype`) is float32 or float16 (the fp16 decoder). Callers always pass f32
+//! embeddings and get f32 logits back: for float16 the embeddings are narrowed here (token rows come
+//! from the f16 table, so for them f16 -> f32 -> f16 is exact; only the connector's image rows round) and
+//! the last logits row is widened; the KV cache stays float16 throughout.
 
 use std::path::Path;
 
+use half::f16;
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
-use ort::value::{DynValue, Tensor};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
 
-use super::kv_cache::{KvCache, KvShape, KvStorage};
+use super::kv_cache::{IoDtype, KvCache, KvShape, KvStorage};
 use super::session::{create_session, SessionOptions};
 use super::{check_outlet, dim, Side};
 use crate::bundle::{Manifest, PH_LAYER};
@@ -43,6 +49,7 @@ pub struct DecoderGraph {
     session: Session,
     names: Names,
     kv: KvShape,
+    dtype: IoDtype,
     hidden: usize,
     vocab: usize,
     context_length: usize,
@@ -55,6 +62,11 @@ impl DecoderGraph {
     pub fn load(model: &Path, manifest: &Manifest, opts: &SessionOptions) -> Result<Self> {
         let spec = &manifest.graphs.decoder;
         let m = &manifest.model;
+        let dtype = IoDtype::from_manifest(&spec.io_dtype).ok_or_else(|| Error::Bundle {
+            path: model.to_path_buf(),
+            field: "graphs.decoder.io_dtype".into(),
+            message: format!("expected \"float32\" or \"float16\", got \"{}\"", spec.io_dtype),
+        })?;
         let session = create_session(GRAPH, model, opts)?;
         let names = Names {
             inputs_embeds: spec.inputs.inputs_embeds.clone(),
@@ -87,6 +99,16 @@ impl DecoderGraph {
                 check_outlet(GRAPH, &session, side, name, field, &kv_dims)?;
             }
         }
+        // A float16 graph fed float32 (or the reverse) fails only at the first run, with ONNX Runtime's
+        // terse type error: check the element types against the manifest up front.
+        for (side, name) in [
+            (Side::Input, &names.inputs_embeds),
+            (Side::Output, &names.logits),
+            (Side::Input, &names.past_keys[0]),
+            (Side::Output, &names.present_keys[0]),
+        ] {
+            check_element_type(&session, side, name, dtype, model)?;
+        }
         // A graph with more layers than the manifest says would silently run with unbound inputs.
         let n_inputs = session.inputs().len();
         let expected_inputs = 2 + 2 * m.num_layers;
@@ -103,7 +125,8 @@ impl DecoderGraph {
         Ok(DecoderGraph {
             session,
             names,
-            kv: KvShape { num_layers: m.num_layers, kv_heads: m.num_kv_heads, head_dim: m.head_dim },
+            kv: KvShape { num_layers: m.num_layers, kv_heads: m.num_kv_heads, head_dim: m.head_dim, dtype },
+            dtype,
             hidden: m.hidden_size,
             vocab: m.vocab_size,
             context_length: m.context_length,
@@ -122,6 +145,11 @@ impl DecoderGraph {
 
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// Element type of the graph's `inputs_embeds`, KV cache and `logits`.
+    pub fn io_dtype(&self) -> IoDtype {
+        self.dtype
     }
 
     /// A new cache of the manifest's strategy, with room for `capacity` positions (in-place mode; the
@@ -160,13 +188,22 @@ impl DecoderGraph {
         }
         let position = cache.len();
         let stage = || format!("{GRAPH} step at position {position}");
-        let embeds = Tensor::from_array(([1usize, seq_len, self.hidden], embeds)).map_err(|e| Error::ort(stage(), e))?;
+        let dims = [1usize, seq_len, self.hidden];
+        let embeds: DynTensor = match self.dtype {
+            IoDtype::Float32 => Tensor::from_array((dims, embeds)).map(Tensor::upcast),
+            IoDtype::Float16 => {
+                let narrowed: Vec<f16> = embeds.iter().map(|v| f16::from_f32(*v)).collect();
+                Tensor::from_array((dims, narrowed)).map(Tensor::upcast)
+            }
+        }
+        .map_err(|e| Error::ort(stage(), e))?;
         // Its length tells the graph the total sequence length (past + new).
         let mask = Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(|e| Error::ort(stage(), e))?;
+        let dtype = self.dtype;
+        // In-place mode: the buffer addresses the binding must point at (unused in moved mode).
+        let ptrs = if cache.is_shared() { cache.buffer_ptrs() } else { Vec::new() };
         let logits = match &mut cache.storage {
             KvStorage::Shared { layers, .. } => {
-                let ptrs: Vec<usize> =
-                    layers.iter().flat_map(|(k, v)| [k.data_ptr() as usize, v.data_ptr() as usize]).collect();
                 let rebind = self.binding.as_ref().is_none_or(|(_, bound)| *bound != ptrs);
                 if rebind {
                     self.binding = Some((bind_cache(&self.session, &self.names, layers)?, ptrs.clone()));
@@ -184,7 +221,7 @@ impl DecoderGraph {
                 let value = outputs
                     .get(&self.names.logits)
                     .ok_or_else(|| Error::ort(stage(), format!("no output `{}`", self.names.logits)))?;
-                last_row(value, self.vocab, &self.names.logits, &stage())?
+                last_row(value, dtype, self.vocab, &self.names.logits, &stage())?
             }
             KvStorage::Moved { layers } => {
                 let mut inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)> =
@@ -199,7 +236,7 @@ impl DecoderGraph {
                 let value = outputs
                     .get(&self.names.logits)
                     .ok_or_else(|| Error::ort(stage(), format!("no output `{}`", self.names.logits)))?;
-                let logits = last_row(value, self.vocab, &self.names.logits, &stage())?;
+                let logits = last_row(value, dtype, self.vocab, &self.names.logits, &stage())?;
                 let mut next = Vec::with_capacity(layers.len());
                 for i in 0..layers.len() {
                     let mut take = |name: &str| -> Result<DynValue> {
@@ -220,7 +257,7 @@ impl DecoderGraph {
 }
 
 /// Binds every layer's buffer as both its past input and its present output.
-fn bind_cache(session: &Session, names: &Names, layers: &mut [(Tensor<f32>, Tensor<f32>)]) -> Result<IoBinding> {
+fn bind_cache(session: &Session, names: &Names, layers: &mut [(DynTensor, DynTensor)]) -> Result<IoBinding> {
     let stage = "decoder: binding the KV cache";
     let mut binding = session.create_binding().map_err(|e| Error::ort(stage, e))?;
     for (i, (k, v)) in layers.iter_mut().enumerate() {
@@ -244,7 +281,7 @@ fn check_in_place(names: &Names, outputs: &ort::session::SessionOutputs<'_>, ptr
         for (j, name) in [k, v].into_iter().enumerate() {
             let got = outputs
                 .get(name)
-                .and_then(|val| val.try_extract_tensor::<f32>().ok().map(|(_, d)| d.as_ptr() as usize));
+                .and_then(|val| val.view().downcast::<DynTensorValueType>().ok().map(|t| t.data_ptr() as usize));
             if got != Some(ptrs[2 * i + j]) {
                 return Err(Error::Tensor {
                     stage: stage.to_string(),
@@ -261,7 +298,10 @@ fn check_in_place(names: &Names, outputs: &ort::session::SessionOutputs<'_>, ptr
 }
 
 fn check_present_len(value: &DynValue, total: usize, name: &str, stage: &str) -> Result<()> {
-    let shape = value.try_extract_tensor::<f32>().map(|(s, _)| s.to_vec()).unwrap_or_default();
+    let shape = match value.dtype() {
+        ValueType::Tensor { shape, .. } => shape.to_vec(),
+        _ => Vec::new(),
+    };
     if shape.len() != 4 || shape[2] as usize != total {
         return Err(Error::Tensor {
             stage: stage.to_string(),
@@ -273,21 +313,57 @@ fn check_present_len(value: &DynValue, total: usize, name: &str, stage: &str) ->
     Ok(())
 }
 
-/// The last position's `V` logits of a `[1, S, V]` tensor.
-fn last_row(value: &DynValue, vocab: usize, name: &str, stage: &str) -> Result<Vec<f32>> {
-    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| Error::Tensor {
+/// The last position's `V` logits of a `[1, S, V]` tensor, as f32 (float16 logits are widened, which
+/// is exact, so argmax and sampling see the graph's values).
+fn last_row(value: &DynValue, dtype: IoDtype, vocab: usize, name: &str, stage: &str) -> Result<Vec<f32>> {
+    let type_error = |e: ort::Error| Error::Tensor {
         stage: stage.to_string(),
         tensor: name.to_string(),
-        expected: "float32".into(),
+        expected: dtype.name().into(),
         actual: e.to_string(),
-    })?;
-    if shape.len() != 3 || shape[2] as usize != vocab || data.len() < vocab {
-        return Err(Error::Tensor {
-            stage: stage.to_string(),
-            tensor: name.to_string(),
-            expected: format!("[1, S, {vocab}]"),
-            actual: format!("{:?}", &shape[..]),
-        });
+    };
+    let shape_error = |shape: &[i64]| Error::Tensor {
+        stage: stage.to_string(),
+        tensor: name.to_string(),
+        expected: format!("[1, S, {vocab}]"),
+        actual: format!("{shape:?}"),
+    };
+    let shape_ok = |shape: &[i64], len: usize| shape.len() == 3 && shape[2] as usize == vocab && len >= vocab;
+    match dtype {
+        IoDtype::Float32 => {
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(type_error)?;
+            if !shape_ok(shape, data.len()) {
+                return Err(shape_error(shape));
+            }
+            Ok(data[data.len() - vocab..].to_vec())
+        }
+        IoDtype::Float16 => {
+            let (shape, data) = value.try_extract_tensor::<f16>().map_err(type_error)?;
+            if !shape_ok(shape, data.len()) {
+                return Err(shape_error(shape));
+            }
+            Ok(data[data.len() - vocab..].iter().map(|v| v.to_f32()).collect())
+        }
     }
-    Ok(data[data.len() - vocab..].to_vec())
+}
+
+/// The graph's declared element type of `name` must be the manifest's `io_dtype`.
+fn check_element_type(session: &Session, side: Side, name: &str, dtype: IoDtype, model: &Path) -> Result<()> {
+    let outlets = match side {
+        Side::Input => session.inputs(),
+        Side::Output => session.outputs(),
+    };
+    let want = match dtype {
+        IoDtype::Float32 => TensorElementType::Float32,
+        IoDtype::Float16 => TensorElementType::Float16,
+    };
+    let got = outlets.iter().find(|o| o.name() == name).map(|o| o.dtype());
+    match got {
+        Some(ValueType::Tensor { ty, .. }) if *ty == want => Ok(()),
+        other => Err(Error::Bundle {
+            path: model.to_path_buf(),
+            field: "graphs.decoder.io_dtype".into(),
+            message: format!("manifest says \"{}\", but the graph's tensor `{name}` is {other:?}", dtype.name()),
+        }),
+    }
 }

@@ -9,11 +9,41 @@
 //!   hides, so `reset` only rewinds the length.
 //! * `Moved` (plain attention graphs): `present` tensors of `past + S` positions, allocated by ONNX
 //!   Runtime each step, are moved (the `OrtValue` handle, not the data) into the next step's `past`.
+//!
+//! The element type (`IoDtype`, the manifest's `io_dtype`) is a runtime value rather than a type
+//! parameter: both strategies hold type-erased ONNX Runtime values, so one cache type and one code path
+//! serve float32 and float16 decoders; only allocation and the debugging read-out look at the type.
 
+use half::f16;
 use ort::memory::Allocator;
-use ort::value::{DynValue, Tensor};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorValueTypeMarker, Value};
 
 use crate::error::{Error, Result};
+
+/// Element type of the decoder's `inputs_embeds`, KV cache and `logits` (manifest `graphs.decoder.io_dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDtype {
+    Float32,
+    Float16,
+}
+
+impl IoDtype {
+    /// The manifest spelling, e.g. `"float16"`; `None` for any other value.
+    pub fn from_manifest(name: &str) -> Option<Self> {
+        match name {
+            "float32" => Some(IoDtype::Float32),
+            "float16" => Some(IoDtype::Float16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDtype::Float32 => "float32",
+            IoDtype::Float16 => "float16",
+        }
+    }
+}
 
 /// Shape facts of the cache.
 #[derive(Debug, Clone, Copy)]
@@ -21,11 +51,12 @@ pub struct KvShape {
     pub num_layers: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    pub dtype: IoDtype,
 }
 
 pub(crate) enum KvStorage {
     /// `layers[i] = (key, value)`, each `[1, kv_heads, capacity, head_dim]`.
-    Shared { layers: Vec<(Tensor<f32>, Tensor<f32>)>, capacity: usize },
+    Shared { layers: Vec<(DynTensor, DynTensor)>, capacity: usize },
     /// `layers[i] = (key, value)`, each `[1, kv_heads, len, head_dim]`, owned by ONNX Runtime.
     Moved { layers: Vec<(DynValue, DynValue)> },
 }
@@ -48,8 +79,15 @@ impl KvCache {
         let mut layers = Vec::with_capacity(shape.num_layers);
         for layer in 0..shape.num_layers {
             let make = || {
-                Tensor::<f32>::new(&alloc, dims).map_err(|e| {
-                    Error::ort(STAGE, format!("allocating layer {layer} buffer {dims:?} ({} positions): {e}", capacity))
+                let tensor = match shape.dtype {
+                    IoDtype::Float32 => Tensor::<f32>::new(&alloc, dims).map(Tensor::upcast),
+                    IoDtype::Float16 => Tensor::<f16>::new(&alloc, dims).map(Tensor::upcast),
+                };
+                tensor.map_err(|e| {
+                    Error::ort(
+                        STAGE,
+                        format!("allocating layer {layer} {} buffer {dims:?} ({capacity} positions): {e}", shape.dtype.name()),
+                    )
                 })
             };
             layers.push((make()?, make()?));
@@ -97,10 +135,13 @@ impl KvCache {
             let dims = vec![1usize, self.shape.kv_heads, 0, self.shape.head_dim];
             layers.clear();
             for _ in 0..self.shape.num_layers {
+                let dtype = self.shape.dtype;
                 let empty = |d: Vec<usize>| {
-                    Tensor::from_array((d, Vec::<f32>::new()))
-                        .map(|t| t.into_dyn())
-                        .map_err(|e| Error::ort(STAGE, format!("creating an empty past: {e}")))
+                    let value = match dtype {
+                        IoDtype::Float32 => Tensor::from_array((d, Vec::<f32>::new())).map(|t| t.into_dyn()),
+                        IoDtype::Float16 => Tensor::from_array((d, Vec::<f16>::new())).map(|t| t.into_dyn()),
+                    };
+                    value.map_err(|e| Error::ort(STAGE, format!("creating an empty {} past: {e}", dtype.name())))
                 };
                 layers.push((empty(dims.clone())?, empty(dims.clone())?));
             }
@@ -128,16 +169,13 @@ impl KvCache {
         }
     }
 
-    /// Copies out one layer's keys `[kv_heads, len, head_dim]` (tests and debugging only).
+    /// Copies out one layer's keys `[kv_heads, len, head_dim]` as f32 (tests and debugging only).
     pub fn keys(&self, layer: usize) -> Result<Vec<f32>> {
         let (kv_heads, head_dim) = (self.shape.kv_heads, self.shape.head_dim);
+        let out_of_range = || Error::Request(format!("layer {layer} out of range"));
         match &self.storage {
             KvStorage::Shared { layers, capacity } => {
-                let (_, data) = layers
-                    .get(layer)
-                    .ok_or_else(|| Error::Request(format!("layer {layer} out of range")))?
-                    .0
-                    .extract_tensor();
+                let data = to_f32(&layers.get(layer).ok_or_else(out_of_range)?.0, self.shape.dtype)?;
                 let mut out = Vec::with_capacity(kv_heads * self.len * head_dim);
                 for h in 0..kv_heads {
                     let base = h * capacity * head_dim;
@@ -145,19 +183,21 @@ impl KvCache {
                 }
                 Ok(out)
             }
-            KvStorage::Moved { layers } => {
-                let (_, data) = layers
-                    .get(layer)
-                    .ok_or_else(|| Error::Request(format!("layer {layer} out of range")))?
-                    .0
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| Error::ort(STAGE, e))?;
-                Ok(data.to_vec())
-            }
+            KvStorage::Moved { layers } => to_f32(&layers.get(layer).ok_or_else(out_of_range)?.0, self.shape.dtype),
         }
     }
 }
 
+/// All of a float tensor's elements as f32 (a copy; debugging read-out only).
+fn to_f32<T: TensorValueTypeMarker + ?Sized>(v: &Value<T>, dtype: IoDtype) -> Result<Vec<f32>> {
+    let err = |e: ort::Error| Error::ort(STAGE, format!("reading a {} KV buffer: {e}", dtype.name()));
+    match dtype {
+        IoDtype::Float32 => v.try_extract_tensor::<f32>().map(|(_, d)| d.to_vec()).map_err(err),
+        IoDtype::Float16 => v.try_extract_tensor::<f16>().map(|(_, d)| d.iter().map(|x| x.to_f32()).collect()).map_err(err),
+    }
+}
+
+/// Address of a value's data, whatever its element type (0 when it is not a tensor).
 fn dyn_ptr(v: &DynValue) -> usize {
-    v.try_extract_tensor::<f32>().map(|(_, d)| d.as_ptr() as usize).unwrap_or(0)
+    v.view().downcast::<DynTensorValueType>().map(|t| t.data_ptr() as usize).unwrap_or(0)
 }

@@ -193,6 +193,7 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic in a test is its failure message
 mod tests {
     use super::*;
 

@@ -84,6 +84,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic in a test is its failure message
 mod tests {
     use super::*;
 

@@ -99,6 +99,7 @@ pub fn parse_tasks(list: &str) -> Result<Vec<Task>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic in a test is its failure message
 mod tests {
     use super::*;
 

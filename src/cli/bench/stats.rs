@@ -57,6 +57,7 @@ impl Summary {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic in a test is its failure message
 mod tests {
     use super::*;
 
