@@ -19,17 +19,35 @@ const STEPS: usize = 1000;
 const BLOCK: usize = 100;
 
 fn main() -> Result<()> {
-    let Some(dir) = common::bundle() else { return Ok(()) };
-    let threads = std::env::var("UNIMED_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let Some(dir) = common::bundle() else {
+        return Ok(());
+    };
+    let threads = std::env::var("UNIMED_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let bundle = Bundle::load(&dir)?;
     let m = bundle.manifest();
-    let opts = SessionOptions { intra_threads: Some(threads), ..SessionOptions::default() };
+    let opts = SessionOptions {
+        intra_threads: Some(threads),
+        ..SessionOptions::default()
+    };
     let mut decoder = DecoderGraph::load(&bundle.path(&m.graphs.decoder.file), m, &opts)?;
-    let embed = EmbedTable::open(&bundle.path(&m.embed_tokens.file), m.embed_tokens.shape[0], m.embed_tokens.shape[1])?;
+    let embed = EmbedTable::open(
+        &bundle.path(&m.embed_tokens.file),
+        m.embed_tokens.shape[0],
+        m.embed_tokens.shape[1],
+    )?;
     let steps = common::iters(STEPS).max(2 * BLOCK);
-    println!("bundle {} (decoder {}), {threads} threads, prompt {PROMPT}, {steps} steps", dir.display(), m.graphs.decoder.precision);
+    println!(
+        "bundle {} (decoder {}), {threads} threads, prompt {PROMPT}, {steps} steps",
+        dir.display(),
+        m.graphs.decoder.precision
+    );
     let mut cache = decoder.new_cache(PROMPT + steps + 1)?;
-    let ids: Vec<u32> = (0..PROMPT as u32).map(|i| 3 + i * 7919 % (m.model.vocab_size as u32 - 3)).collect();
+    let ids: Vec<u32> = (0..PROMPT as u32)
+        .map(|i| 3 + i * 7919 % (m.model.vocab_size as u32 - 3))
+        .collect();
     let mut prompt = Vec::new();
     embed.append_rows(&ids, &mut prompt)?;
     let mut prefill = Vec::new();
@@ -54,7 +72,10 @@ fn main() -> Result<()> {
     common::report("decode step, all positions", &mut times.clone());
     for (i, block) in times.chunks(BLOCK).enumerate() {
         let from = PROMPT + i * BLOCK;
-        common::report(&format!("decode step, positions {from}..{}", from + block.len()), &mut block.to_vec());
+        common::report(
+            &format!("decode step, positions {from}..{}", from + block.len()),
+            &mut block.to_vec(),
+        );
     }
     Ok(())
 }

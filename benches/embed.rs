@@ -11,7 +11,9 @@ use unimed_edge::Bundle;
 const PROMPT: usize = 170;
 
 fn main() -> Result<()> {
-    let Some(dir) = common::bundle() else { return Ok(()) };
+    let Some(dir) = common::bundle() else {
+        return Ok(());
+    };
     let bundle = Bundle::load(&dir)?;
     let m = bundle.manifest();
     let (vocab, hidden) = (m.embed_tokens.shape[0], m.embed_tokens.shape[1]);
@@ -24,7 +26,9 @@ fn main() -> Result<()> {
         id = (id + 7919) % vocab as u32;
         table.append_rows(&[id], &mut out)
     });
-    let ids: Vec<u32> = (0..PROMPT as u32).map(|i| i * 7919 % vocab as u32).collect();
+    let ids: Vec<u32> = (0..PROMPT as u32)
+        .map(|i| i * 7919 % vocab as u32)
+        .collect();
     common::bench("170 rows (prefill prompt)", 5, common::iters(200), || {
         out.clear();
         table.append_rows(&ids, &mut out)

@@ -16,10 +16,17 @@ fn main() -> Result<()> {
     let n = common::iters(100);
     common::bench("decode chest_512.png", 3, n, || load_image(&path, &opts));
     // Size, mean and std are the bundle's (they are the same for every Uni-Med bundle: 224, CLIP stats).
-    let Some(dir) = common::bundle() else { return Ok(()) };
+    let Some(dir) = common::bundle() else {
+        return Ok(());
+    };
     let p = Bundle::load(&dir)?.manifest().preprocess.clone();
     let size = u32::try_from(p.image_size)?;
     let img = load_image(&path, &opts)?;
-    common::bench(&format!("resize 512->{size} bicubic + normalise"), 3, n, || pixel_values(&img.rgb, size, p.mean, p.std));
+    common::bench(
+        &format!("resize 512->{size} bicubic + normalise"),
+        3,
+        n,
+        || pixel_values(&img.rgb, size, p.mean, p.std),
+    );
     Ok(())
 }

@@ -19,12 +19,18 @@ const SAMPLES: usize = 10;
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn arg_value(args: &[String], flag: &str) -> Option<String> {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 /// The request cycle: every task, two raster images, a DICOM, and one failing request (a missing file)
@@ -35,13 +41,36 @@ fn cycle(root: &Path, tokens: usize) -> Vec<(Request, bool)> {
     let dcm = root.join("tests/fixtures/cli/patient_ct.dcm");
     let missing = root.join("tests/fixtures/cli/no-such-image.png");
     let mut all = vec![
-        (Request::new(Task::Qa).with_text("What is the first-line treatment of hypertension?"), true),
-        (Request::new(Task::Vqa).with_image_path(&png).with_text("Is there an effusion?"), true),
+        (
+            Request::new(Task::Qa).with_text("What is the first-line treatment of hypertension?"),
+            true,
+        ),
+        (
+            Request::new(Task::Vqa)
+                .with_image_path(&png)
+                .with_text("Is there an effusion?"),
+            true,
+        ),
         (Request::new(Task::Report).with_image_path(&dcm), true),
-        (Request::new(Task::Rec).with_image_path(&gray).with_text("left lung"), true),
-        (Request::new(Task::Reg).with_image_path(&png).with_box([10.0, 10.0, 60.0, 50.0]), true),
+        (
+            Request::new(Task::Rec)
+                .with_image_path(&gray)
+                .with_text("left lung"),
+            true,
+        ),
+        (
+            Request::new(Task::Reg)
+                .with_image_path(&png)
+                .with_box([10.0, 10.0, 60.0, 50.0]),
+            true,
+        ),
         (Request::new(Task::Cls).with_image_path(&dcm), true),
-        (Request::new(Task::Vqa).with_image_path(&missing).with_text("?"), false),
+        (
+            Request::new(Task::Vqa)
+                .with_image_path(&missing)
+                .with_text("?"),
+            false,
+        ),
     ];
     for (r, _) in &mut all {
         r.generation.max_new_tokens = Some(tokens);
@@ -52,20 +81,36 @@ fn cycle(root: &Path, tokens: usize) -> Vec<(Request, bool)> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let model = arg_value(&args, "--model").map(PathBuf::from).unwrap_or_else(|| root.join("models/tiny"));
-    let n: usize = arg_value(&args, "--requests").map(|v| v.parse()).transpose()?.unwrap_or(DEFAULT_REQUESTS);
-    let tokens: usize = arg_value(&args, "--tokens").map(|v| v.parse()).transpose()?.unwrap_or(DEFAULT_TOKENS);
+    let model = arg_value(&args, "--model")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("models/tiny"));
+    let n: usize = arg_value(&args, "--requests")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(DEFAULT_REQUESTS);
+    let tokens: usize = arg_value(&args, "--tokens")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(DEFAULT_TOKENS);
 
     let rss_before_load = rss_kib();
     // Vision-feature cache off: every image request runs every graph.
-    let options = EngineOptions { vision_cache_size: 0, ..EngineOptions::default() };
+    let options = EngineOptions {
+        vision_cache_size: 0,
+        ..EngineOptions::default()
+    };
     let mut engine = Engine::load(&model, &options)?;
     let requests = cycle(&root, tokens);
     // Warm-up: one pass over the cycle, so arenas and caches reach their working size.
     for (r, ok) in &requests {
         let result = engine.run(r, |_| {});
         if result.is_ok() != *ok {
-            return Err(format!("warm-up {:?}: expected ok={ok}, got {:?}", r.task, result.err()).into());
+            return Err(format!(
+                "warm-up {:?}: expected ok={ok}, got {:?}",
+                r.task,
+                result.err()
+            )
+            .into());
         }
     }
     let rss_start = rss_kib();
@@ -77,12 +122,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match engine.run(r, |_| {}) {
             Ok(_) if *expect_ok => ok_count += 1,
             Err(_) if !*expect_ok => err_count += 1,
-            other => return Err(format!("request {i} ({:?}): unexpected outcome {:?}", r.task, other.err()).into()),
+            other => {
+                return Err(format!(
+                    "request {i} ({:?}): unexpected outcome {:?}",
+                    r.task,
+                    other.err()
+                )
+                .into())
+            }
         }
         if (i + 1) % (n / SAMPLES).max(1) == 0 {
             let rss = rss_kib();
             samples.push(rss);
-            eprintln!("soak: {:>5}/{n} requests, RSS {:.1} MiB", i + 1, rss as f64 / 1024.0);
+            eprintln!(
+                "soak: {:>5}/{n} requests, RSS {:.1} MiB",
+                i + 1,
+                rss as f64 / 1024.0
+            );
         }
     }
     let rss_end = rss_kib();

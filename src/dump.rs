@@ -17,7 +17,14 @@ const NPY_ALIGN: usize = 64;
 pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let dims = match shape {
         [one] => format!("({one},)"),
-        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
     let total = NPY_PREAMBLE + header.len() + 1;
@@ -39,7 +46,8 @@ pub fn write_npy(dir: &Path, name: &str, shape: &[usize], data: &[f32]) -> Resul
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let path = dir.join(format!("{name}.npy"));
     let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-    f.write_all(&npy_bytes(shape, data)).map_err(|e| Error::io(&path, e))
+    f.write_all(&npy_bytes(shape, data))
+        .map_err(|e| Error::io(&path, e))
 }
 
 /// Reads an f32 (`<f4`, C order) `.npy` file: shape and data. Used by tests comparing with the
@@ -56,12 +64,22 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         return Err(bad("no NUMPY magic"));
     }
     let (hlen, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, NPY_PREAMBLE),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        1 => (
+            u16::from_le_bytes([bytes[8], bytes[9]]) as usize,
+            NPY_PREAMBLE,
+        ),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(bad(&format!("version {v}"))),
     };
-    let header = std::str::from_utf8(bytes.get(start..start + hlen).ok_or_else(|| bad("truncated header"))?)
-        .map_err(|_| bad("header not UTF-8"))?;
+    let header = std::str::from_utf8(
+        bytes
+            .get(start..start + hlen)
+            .ok_or_else(|| bad("truncated header"))?,
+    )
+    .map_err(|_| bad("header not UTF-8"))?;
     if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
         return Err(bad(header.trim()));
     }
@@ -97,7 +115,9 @@ mod tests {
         let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
         assert_eq!((NPY_PREAMBLE + hlen) % NPY_ALIGN, 0);
         assert_eq!(b[NPY_PREAMBLE + hlen - 1], b'\n');
-        assert!(std::str::from_utf8(&b[10..10 + hlen]).unwrap().contains("'shape': (2, 3)"));
+        assert!(std::str::from_utf8(&b[10..10 + hlen])
+            .unwrap()
+            .contains("'shape': (2, 3)"));
         let dir = std::env::temp_dir().join(format!("unimed-npy-{}", std::process::id()));
         write_npy(&dir, "x", &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, -6.5]).unwrap();
         let (shape, data) = read_npy(&dir.join("x.npy")).unwrap();

@@ -127,12 +127,20 @@ impl Engine {
         let connector = ConnectorGraph::load(&bundle.path(&g.connector.file), m, &options.session)?;
         let decoder = DecoderGraph::load(&bundle.path(&g.decoder.file), m, &options.session)?;
         let tokenizer = TextTokenizer::open(&bundle.path(&m.tokenizer.file))?;
-        let embed = EmbedTable::open(&bundle.path(&m.embed_tokens.file), m.embed_tokens.shape[0], m.embed_tokens.shape[1])?;
+        let embed = EmbedTable::open(
+            &bundle.path(&m.embed_tokens.file),
+            m.embed_tokens.shape[0],
+            m.embed_tokens.shape[1],
+        )?;
         if tokenizer.vocab_size() > m.model.vocab_size {
             return Err(Error::Bundle {
                 path: bundle.path(&m.tokenizer.file),
                 field: "model.vocab_size".into(),
-                message: format!("the tokenizer has {} tokens, more than vocab_size {}", tokenizer.vocab_size(), m.model.vocab_size),
+                message: format!(
+                    "the tokenizer has {} tokens, more than vocab_size {}",
+                    tokenizer.vocab_size(),
+                    m.model.vocab_size
+                ),
             });
         }
         Ok(Engine {
@@ -179,12 +187,24 @@ impl Engine {
     }
 
     /// `run` with per-request options (tensor dumps).
-    pub fn run_with(&mut self, request: &Request, opts: &RunOptions, mut on_token: impl FnMut(&str)) -> Result<Output> {
+    pub fn run_with(
+        &mut self,
+        request: &Request,
+        opts: &RunOptions,
+        mut on_token: impl FnMut(&str),
+    ) -> Result<Output> {
         let start = Instant::now();
-        let mut timings = Timings { load: self.load_time, ..Default::default() };
+        let mut timings = Timings {
+            load: self.load_time,
+            ..Default::default()
+        };
         let task = request.task;
         // Before any graph runs: a nonsensical sampling setting is the caller's error, not a NaN later.
-        request.generation.sampling.validate().map_err(Error::Request)?;
+        request
+            .generation
+            .sampling
+            .validate()
+            .map_err(Error::Request)?;
         let spec = self
             .bundle
             .manifest()
@@ -198,7 +218,8 @@ impl Engine {
         let mut image_stage = None;
         match (&spec.connector_task, spec.image, &request.image) {
             (Some(connector_task), true, Some(source)) => {
-                let stage = self.image_features(source, opts.dump_tensors.is_some(), &mut timings)?;
+                let stage =
+                    self.image_features(source, opts.dump_tensors.is_some(), &mut timings)?;
                 let t = Instant::now();
                 let out = self.connector.run(&stage.features, connector_task)?;
                 timings.connector = Some(t.elapsed());
@@ -208,8 +229,14 @@ impl Engine {
                 image_embeds = Some(out.image_embeds);
                 image_stage = Some(stage);
             }
-            (_, true, None) => return Err(Error::Request(format!("task \"{task}\" needs an image"))),
-            (_, false, Some(_)) => return Err(Error::Request(format!("task \"{task}\" is text-only; it takes no image"))),
+            (_, true, None) => {
+                return Err(Error::Request(format!("task \"{task}\" needs an image")))
+            }
+            (_, false, Some(_)) => {
+                return Err(Error::Request(format!(
+                    "task \"{task}\" is text-only; it takes no image"
+                )))
+            }
             _ => {}
         }
         let image_size = image_stage.as_ref().map(|s| s.size);
@@ -242,7 +269,10 @@ impl Engine {
         timings.prompt = t.elapsed();
 
         // Decode.
-        let max_new_tokens = request.generation.max_new_tokens.unwrap_or(manifest.generation.max_new_tokens);
+        let max_new_tokens = request
+            .generation
+            .max_new_tokens
+            .unwrap_or(manifest.generation.max_new_tokens);
         if max_new_tokens == 0 {
             return Err(Error::Request("max_new_tokens must be at least 1".into()));
         }
@@ -271,7 +301,16 @@ impl Engine {
             }
             Ok(())
         };
-        let result = generate(&mut self.decoder, &mut cache, &self.embed, embeds, prompt_len, &mut sampler, &limits, &mut callback);
+        let result = generate(
+            &mut self.decoder,
+            &mut cache,
+            &self.embed,
+            embeds,
+            prompt_len,
+            &mut sampler,
+            &limits,
+            &mut callback,
+        );
         self.cache = Some(cache);
         let generated = result?;
         let t = Instant::now();
@@ -284,7 +323,12 @@ impl Engine {
         timings.decode_steps = generated.steps.clone();
         timings.detokenize = detok;
         if let Some(dir) = &opts.dump_tensors {
-            write_npy(dir, "logits_first", &[generated.first_logits.len()], &generated.first_logits)?;
+            write_npy(
+                dir,
+                "logits_first",
+                &[generated.first_logits.len()],
+                &generated.first_logits,
+            )?;
         }
 
         // Post-processing.
@@ -318,7 +362,12 @@ impl Engine {
 
     /// Decodes the image and returns its vision features, from the cache when possible. With
     /// `need_pixels` (tensor dumps) the cache is bypassed so every stage runs and can be written out.
-    fn image_features(&mut self, source: &ImageSource, need_pixels: bool, timings: &mut Timings) -> Result<ImageStage> {
+    fn image_features(
+        &mut self,
+        source: &ImageSource,
+        need_pixels: bool,
+        timings: &mut Timings,
+    ) -> Result<ImageStage> {
         let t = Instant::now();
         let loaded;
         let image: &LoadedImage = match source {
@@ -337,14 +386,22 @@ impl Engine {
                     let features = Arc::clone(&entry.1);
                     self.vision_cache.push_front(entry);
                     timings.vision_cached = true;
-                    return Ok(ImageStage { size, pixel_values: None, features });
+                    return Ok(ImageStage {
+                        size,
+                        pixel_values: None,
+                        features,
+                    });
                 }
             }
         }
         let p = &self.bundle.manifest().preprocess;
         let t = Instant::now();
-        let image_size = u32::try_from(p.image_size)
-            .map_err(|_| Error::Request(format!("preprocess.image_size {} is too large", p.image_size)))?;
+        let image_size = u32::try_from(p.image_size).map_err(|_| {
+            Error::Request(format!(
+                "preprocess.image_size {} is too large",
+                p.image_size
+            ))
+        })?;
         let pixel_values = input::preprocess::pixel_values(&image.rgb, image_size, p.mean, p.std);
         timings.preprocess = Some(t.elapsed());
         let t = Instant::now();
@@ -354,16 +411,31 @@ impl Engine {
             self.vision_cache.push_front((key, Arc::clone(&features)));
             self.vision_cache.truncate(self.options.vision_cache_size);
         }
-        Ok(ImageStage { size, pixel_values: need_pixels.then_some(pixel_values), features })
+        Ok(ImageStage {
+            size,
+            pixel_values: need_pixels.then_some(pixel_values),
+            features,
+        })
     }
 
-    fn dump_image(&self, dir: &Path, stage: &ImageStage, embeds: &[f32], routing: &[f32]) -> Result<()> {
+    fn dump_image(
+        &self,
+        dir: &Path,
+        stage: &ImageStage,
+        embeds: &[f32],
+        routing: &[f32],
+    ) -> Result<()> {
         let m = &self.bundle.manifest().model;
         let n = m.num_image_tokens;
         if let Some(pv) = &stage.pixel_values {
             write_npy(dir, "pixel_values", &[1, 3, m.image_size, m.image_size], pv)?;
         }
-        write_npy(dir, "image_features", &[1, n, m.image_feature_dim], &stage.features)?;
+        write_npy(
+            dir,
+            "image_features",
+            &[1, n, m.image_feature_dim],
+            &stage.features,
+        )?;
         write_npy(dir, "image_embeds", &[1, n, m.hidden_size], embeds)?;
         write_npy(dir, "routing_weights", &[1, n, m.num_experts], routing)
     }

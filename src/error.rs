@@ -11,7 +11,10 @@ use crate::input;
 pub enum Error {
     /// Reading a file of the bundle (or an image) failed at the OS level.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// `unimed.json` is not valid JSON or does not match the schema of docs/BUNDLE.md.
     #[error("{path}: invalid manifest: {message}")]
@@ -19,15 +22,32 @@ pub enum Error {
 
     /// The manifest parsed but its content is inconsistent (a dim, a name, a version, a file size).
     #[error("{path}: {field}: {message}")]
-    Bundle { path: PathBuf, field: String, message: String },
+    Bundle {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
 
     /// A graph's own input/output shape disagrees with the manifest.
     #[error("{graph}: tensor `{tensor}` dim {dim}: manifest says {expected} ({field}), graph says {actual}")]
-    GraphShape { graph: String, tensor: String, dim: usize, expected: i64, actual: i64, field: String },
+    GraphShape {
+        graph: String,
+        tensor: String,
+        dim: usize,
+        expected: i64,
+        actual: i64,
+        field: String,
+    },
 
     /// A tensor name from the manifest is missing from a graph.
     #[error("{graph}: the graph has no {kind} named `{name}` (manifest field {field}); it has: {available}")]
-    GraphName { graph: String, kind: &'static str, name: String, field: String, available: String },
+    GraphName {
+        graph: String,
+        kind: &'static str,
+        name: String,
+        field: String,
+        available: String,
+    },
 
     /// No usable ONNX Runtime shared library was found or it could not be loaded.
     #[error("ONNX Runtime library: {0}")]
@@ -39,7 +59,12 @@ pub enum Error {
 
     /// A tensor coming out of a graph does not have the shape/type the runtime needs.
     #[error("{stage}: tensor `{tensor}`: expected {expected}, got {actual}")]
-    Tensor { stage: String, tensor: String, expected: String, actual: String },
+    Tensor {
+        stage: String,
+        tensor: String,
+        expected: String,
+        actual: String,
+    },
 
     /// The tokenizer failed to load, encode or decode.
     #[error("tokenizer ({path}): {message}")]
@@ -60,11 +85,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Wraps an `ort` error with the stage (graph and operation) it happened in.
     pub(crate) fn ort(stage: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        Error::Ort { stage: stage.into(), message: err.to_string() }
+        Error::Ort {
+            stage: stage.into(),
+            message: err.to_string(),
+        }
     }
 
     /// An I/O error on `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -21,7 +21,11 @@ pub fn clean_answer(raw: &str) -> String {
 /// space, as `eval_ref.py`), each value 1-3 digits, and scales it to pixels of the original
 /// `width x height` image (`v / box_scale * size`). `None` when the answer is not a box.
 pub fn parse_box(answer: &str, size: (u32, u32), box_scale: u32) -> Option<[f64; 4]> {
-    let s: String = answer.replace(UNK_TEXT, "").chars().filter(|c| *c != ' ').collect();
+    let s: String = answer
+        .replace(UNK_TEXT, "")
+        .chars()
+        .filter(|c| *c != ' ')
+        .collect();
     let mut rest = s.trim().strip_prefix('{')?;
     let mut v = [0u32; 4];
     for slot in v.iter_mut() {
@@ -47,7 +51,13 @@ pub fn parse_box(answer: &str, size: (u32, u32), box_scale: u32) -> Option<[f64;
 /// The eval scripts' normalisation (lower case, `<unk>` removed, stripped) plus dropping a trailing
 /// full stop, as `postprocess.py` `_normalise`.
 pub fn normalize(answer: &str) -> String {
-    answer.to_lowercase().replace(UNK_TEXT, "").trim().trim_end_matches('.').trim().to_string()
+    answer
+        .to_lowercase()
+        .replace(UNK_TEXT, "")
+        .trim()
+        .trim_end_matches('.')
+        .trim()
+        .to_string()
 }
 
 /// Classification (`postprocess.py` `match_label`): an exact match of the normalised answer wins;
@@ -60,7 +70,10 @@ pub fn match_label(answer: &str, labels: &[String]) -> Option<String> {
     }
     let mut best: Option<&(String, &String)> = None;
     for entry in &normalised {
-        if !entry.0.is_empty() && a.contains(&entry.0) && best.is_none_or(|b| entry.0.len() > b.0.len()) {
+        if !entry.0.is_empty()
+            && a.contains(&entry.0)
+            && best.is_none_or(|b| entry.0.len() > b.0.len())
+        {
             best = Some(entry);
         }
     }
@@ -80,9 +93,18 @@ mod tests {
 
     #[test]
     fn boxes_parse_and_scale_to_pixels() {
-        assert_eq!(parse_box("{<10><20><30><40>}", (200, 100), 100), Some([20.0, 20.0, 60.0, 40.0]));
-        assert_eq!(parse_box(" { <1> <2><3><100>} tail", (100, 100), 100), Some([1.0, 2.0, 3.0, 100.0]));
-        assert_eq!(parse_box("<unk>{<1><2><3><4>}", (100, 100), 100), Some([1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(
+            parse_box("{<10><20><30><40>}", (200, 100), 100),
+            Some([20.0, 20.0, 60.0, 40.0])
+        );
+        assert_eq!(
+            parse_box(" { <1> <2><3><100>} tail", (100, 100), 100),
+            Some([1.0, 2.0, 3.0, 100.0])
+        );
+        assert_eq!(
+            parse_box("<unk>{<1><2><3><4>}", (100, 100), 100),
+            Some([1.0, 2.0, 3.0, 4.0])
+        );
         assert_eq!(parse_box("{<1000><2><3><4>}", (100, 100), 100), None);
         assert_eq!(parse_box("{<1><2><3>}", (100, 100), 100), None);
         assert_eq!(parse_box("a {<1><2><3><4>}", (100, 100), 100), None);
@@ -94,7 +116,10 @@ mod tests {
         assert_eq!(match_label(" Liver<unk>. ", &labels), Some("liver".into()));
         assert_eq!(match_label("the liver", &labels), Some("liver".into()));
         let nested = vec!["kidney".to_string(), "left kidney".to_string()];
-        assert_eq!(match_label("it is the left kidney", &nested), Some("left kidney".into()));
+        assert_eq!(
+            match_label("it is the left kidney", &nested),
+            Some("left kidney".into())
+        );
         assert_eq!(match_label("spleen", &labels), None);
     }
 }

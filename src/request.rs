@@ -27,7 +27,14 @@ pub enum Task {
 }
 
 impl Task {
-    pub const ALL: [Task; 6] = [Task::Qa, Task::Vqa, Task::Report, Task::Rec, Task::Reg, Task::Cls];
+    pub const ALL: [Task; 6] = [
+        Task::Qa,
+        Task::Vqa,
+        Task::Report,
+        Task::Rec,
+        Task::Reg,
+        Task::Cls,
+    ];
 
     /// The manifest key of the task.
     pub fn name(self) -> &'static str {
@@ -45,12 +52,15 @@ impl Task {
 impl FromStr for Task {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Task::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
-            Error::Request(format!(
-                "unknown task \"{s}\" (expected one of {})",
-                Task::ALL.map(Task::name).join(", ")
-            ))
-        })
+        Task::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                Error::Request(format!(
+                    "unknown task \"{s}\" (expected one of {})",
+                    Task::ALL.map(Task::name).join(", ")
+                ))
+            })
     }
 }
 
@@ -94,7 +104,14 @@ pub struct Request {
 impl Request {
     /// A request with default generation settings.
     pub fn new(task: Task) -> Self {
-        Request { task, image: None, text: None, bbox: None, labels: None, generation: GenerationParams::default() }
+        Request {
+            task,
+            image: None,
+            text: None,
+            bbox: None,
+            labels: None,
+            generation: GenerationParams::default(),
+        }
     }
 
     pub fn with_image_path(mut self, path: impl Into<PathBuf>) -> Self {

@@ -58,17 +58,24 @@ pub struct TimingsMs {
 impl Timings {
     /// Time to first token: everything of the request up to and including the prefill.
     pub fn ttft(&self) -> Duration {
-        [self.input_decode, self.preprocess, self.vision, self.connector]
-            .into_iter()
-            .flatten()
-            .sum::<Duration>()
+        [
+            self.input_decode,
+            self.preprocess,
+            self.vision,
+            self.connector,
+        ]
+        .into_iter()
+        .flatten()
+        .sum::<Duration>()
             + self.prompt
             + self.prefill
     }
 
     /// Mean decode step.
     pub fn decode_mean(&self) -> Option<Duration> {
-        let n = u32::try_from(self.decode_steps.len()).ok().filter(|n| *n > 0)?;
+        let n = u32::try_from(self.decode_steps.len())
+            .ok()
+            .filter(|n| *n > 0)?;
         Some(self.decode_steps.iter().sum::<Duration>() / n)
     }
 
@@ -118,7 +125,11 @@ mod tests {
             connector: Some(Duration::from_millis(4)),
             prompt: Duration::from_millis(8),
             prefill: Duration::from_millis(16),
-            decode_steps: vec![Duration::from_millis(3), Duration::from_millis(1), Duration::from_millis(2)],
+            decode_steps: vec![
+                Duration::from_millis(3),
+                Duration::from_millis(1),
+                Duration::from_millis(2),
+            ],
             ..Default::default()
         };
         assert_eq!(t.ttft(), Duration::from_millis(31));

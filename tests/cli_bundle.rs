@@ -18,7 +18,12 @@ fn info_lists_graphs_io_and_providers() {
     let b = path_str(&bundle());
     let info = unimed(&["info", "--model", &b, "--json"]).expect(0).json();
     let m = manifest();
-    let names: Vec<&str> = info["graphs"].as_array().into_iter().flatten().filter_map(|g| g["name"].as_str()).collect();
+    let names: Vec<&str> = info["graphs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
     assert_eq!(names, ["vision", "connector", "decoder"], "{info}");
     for g in info["graphs"].as_array().into_iter().flatten() {
         let name = g["name"].as_str().unwrap_or_default();
@@ -34,7 +39,10 @@ fn info_lists_graphs_io_and_providers() {
             for (_, v) in spec[side].as_object().into_iter().flatten() {
                 let n = v.as_str().unwrap_or_default();
                 let n = n.replace("%d", "0");
-                assert!(io.contains(&n.as_str()), "{name}: {n} not listed by info: {io:?}");
+                assert!(
+                    io.contains(&n.as_str()),
+                    "{name}: {n} not listed by info: {io:?}"
+                );
             }
         }
         let size: u64 = m["files"]
@@ -44,21 +52,46 @@ fn info_lists_graphs_io_and_providers() {
             .filter(|(f, _)| f.starts_with(g["file"].as_str().unwrap_or("?")))
             .filter_map(|(_, e)| e["size"].as_u64())
             .sum();
-        assert_eq!(g["size"].as_u64(), Some(size), "{name}: size is the graph plus its external data");
+        assert_eq!(
+            g["size"].as_u64(),
+            Some(size),
+            "{name}: size is the graph plus its external data"
+        );
     }
     let vision_in = &info["graphs"][0]["inputs"][0];
     let s = m["preprocess"]["image_size"].clone();
-    assert_eq!(vision_in["shape"], serde_json::json!([1, 3, s, s]), "{vision_in}");
+    assert_eq!(
+        vision_in["shape"],
+        serde_json::json!([1, 3, s, s]),
+        "{vision_in}"
+    );
     assert_eq!(vision_in["dtype"], "f32");
-    let providers: Vec<&str> =
-        info["onnxruntime"]["providers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let providers: Vec<&str> = info["onnxruntime"]["providers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(providers.contains(&"CPUExecutionProvider"), "{providers:?}");
     assert_eq!(info["onnxruntime"]["version"], "1.31.1");
-    assert_eq!(info["bundle"]["identity"]["manifest_sha256"], sha256_file(&bundle().join("unimed.json")));
+    assert_eq!(
+        info["bundle"]["identity"]["manifest_sha256"],
+        sha256_file(&bundle().join("unimed.json"))
+    );
 
     let text = unimed(&["info", "--model", &b]).expect(0);
-    for needle in ["graph vision", "pixel_values", "graph decoder", "logits", "CPUExecutionProvider"] {
-        assert!(text.stdout.contains(needle), "info text lacks {needle}:\n{}", text.stdout);
+    for needle in [
+        "graph vision",
+        "pixel_values",
+        "graph decoder",
+        "logits",
+        "CPUExecutionProvider",
+    ] {
+        assert!(
+            text.stdout.contains(needle),
+            "info text lacks {needle}:\n{}",
+            text.stdout
+        );
     }
 }
 
@@ -68,7 +101,11 @@ fn verify_accepts_the_bundle() {
     let v = run.json();
     assert_eq!(v["ok"], true);
     let files = v["files"].as_array().map_or(0, Vec::len);
-    assert_eq!(files, manifest()["files"].as_object().map_or(0, |f| f.len()), "every file is checked");
+    assert_eq!(
+        files,
+        manifest()["files"].as_object().map_or(0, |f| f.len()),
+        "every file is checked"
+    );
 }
 
 /// A copy of the bundle: links to every file except `damaged`, which is rewritten by `change`, and the
@@ -76,7 +113,10 @@ fn verify_accepts_the_bundle() {
 fn damaged_copy(damaged: &str, change: fn(&mut Vec<u8>)) -> std::path::PathBuf {
     let src = bundle();
     let dir = temp_dir("damaged");
-    for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{e}")).flatten() {
+    for entry in std::fs::read_dir(&src)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
         let name = entry.file_name();
         let target = dir.join(&name);
         if name == damaged {
@@ -100,7 +140,11 @@ fn verify_names_a_damaged_file() {
         b[mid] ^= 0x20;
     });
     let run = unimed(&["verify", "--model", &path_str(&dir)]).expect(4);
-    let bad: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("MISMATCH")).collect();
+    let bad: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("MISMATCH"))
+        .collect();
     assert_eq!(bad.len(), 1, "{}", run.stdout);
     assert!(bad[0].contains("tokenizer.json"), "{}", run.stdout);
     assert!(run.stderr.contains("tokenizer.json"), "{}", run.stderr);
@@ -108,6 +152,10 @@ fn verify_names_a_damaged_file() {
 
     let truncated = damaged_copy("embed_tokens.f16", |b| b.truncate(5));
     let run = unimed(&["verify", "--model", &path_str(Path::new(&truncated))]).expect(4);
-    assert!(run.stderr.contains("embed_tokens.f16"), "a size mismatch names the file: {}", run.stderr);
+    assert!(
+        run.stderr.contains("embed_tokens.f16"),
+        "a size mismatch names the file: {}",
+        run.stderr
+    );
     let _ = std::fs::remove_dir_all(&truncated);
 }

@@ -14,13 +14,18 @@ use serde_json::Value;
 /// "Zebulon Quixote Leakcheck" instead of the raw value).
 fn needles() -> Vec<String> {
     let cases = cases();
-    let sentinels = cases["sentinels"].as_object().unwrap_or_else(|| panic!("cases.json: no sentinels"));
+    let sentinels = cases["sentinels"]
+        .as_object()
+        .unwrap_or_else(|| panic!("cases.json: no sentinels"));
     let mut out = Vec::new();
     for v in sentinels.values().filter_map(Value::as_str) {
         out.push(v.to_string());
         out.extend(v.split('^').filter(|p| p.len() >= 5).map(str::to_string));
     }
-    assert!(out.iter().any(|n| n.contains("Leakcheck")), "cases.json sentinels lack the PatientName");
+    assert!(
+        out.iter().any(|n| n.contains("Leakcheck")),
+        "cases.json sentinels lack the PatientName"
+    );
     out
 }
 
@@ -28,14 +33,20 @@ fn assert_clean(what: &str, bytes: &[u8], needles: &[String]) {
     let text = String::from_utf8_lossy(bytes);
     let lower = text.to_lowercase();
     for n in needles {
-        assert!(!lower.contains(&n.to_lowercase()), "{what} contains patient data {n:?}");
+        assert!(
+            !lower.contains(&n.to_lowercase()),
+            "{what} contains patient data {n:?}"
+        );
     }
 }
 
 /// Scans every file under `dir`.
 fn assert_dir_clean(dir: &Path, needles: &[String]) -> usize {
     let mut count = 0;
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+    for entry in std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
         let p = entry.path();
         if p.is_dir() {
             count += assert_dir_clean(&p, needles);
@@ -54,7 +65,10 @@ fn sentinels_really_are_in_the_fixtures() {
     let ct = std::fs::read(fixture("patient_ct.dcm")).unwrap_or_default();
     let text = String::from_utf8_lossy(&ct);
     for n in needles() {
-        assert!(text.contains(&n), "patient_ct.dcm does not contain {n:?}: rerun make_cli_fixtures.py");
+        assert!(
+            text.contains(&n),
+            "patient_ct.dcm does not contain {n:?}: rerun make_cli_fixtures.py"
+        );
     }
 }
 
@@ -72,13 +86,34 @@ fn no_patient_data_in_any_output() {
     let out = path_str(&out_dir.join("answer.json"));
     let draw = path_str(&out_dir.join("boxed.png"));
     runs.push(
-        run_task(&["--task", "reg", "--image", &ct, "--box", "10,10,60,60", "--json", "--out", &out, "--draw", &draw])
-            .expect(0),
+        run_task(&[
+            "--task",
+            "reg",
+            "--image",
+            &ct,
+            "--box",
+            "10,10,60,60",
+            "--json",
+            "--out",
+            &out,
+            "--draw",
+            &draw,
+        ])
+        .expect(0),
     );
-    runs.push(run_task(&["--task", "rec", "--image", &ct, "--draw", &draw, "--preset", "lung", "liver"]).expect(0));
+    runs.push(
+        run_task(&[
+            "--task", "rec", "--image", &ct, "--draw", &draw, "--preset", "lung", "liver",
+        ])
+        .expect(0),
+    );
     // The error path: a file this build cannot decode must not echo its attributes either.
     let failed = run_task(&["--task", "vqa", "--image", &broken, "What?"]).expect(3);
-    assert!(failed.stderr.contains("JPEG-LS"), "the error still says what is wrong: {}", failed.stderr);
+    assert!(
+        failed.stderr.contains("JPEG-LS"),
+        "the error still says what is wrong: {}",
+        failed.stderr
+    );
     runs.push(failed);
 
     // Batch: results and error records.
@@ -108,11 +143,22 @@ fn no_patient_data_in_any_output() {
     );
 
     for r in &runs {
-        assert_clean(&format!("stdout of {:?}", r.args), r.stdout.as_bytes(), &needles);
-        assert_clean(&format!("stderr of {:?}", r.args), r.stderr.as_bytes(), &needles);
+        assert_clean(
+            &format!("stdout of {:?}", r.args),
+            r.stdout.as_bytes(),
+            &needles,
+        );
+        assert_clean(
+            &format!("stderr of {:?}", r.args),
+            r.stderr.as_bytes(),
+            &needles,
+        );
     }
     let files = assert_dir_clean(&out_dir, &needles);
-    assert!(files >= 3, "expected answer.json, boxed.png and results.jsonl, scanned {files} files");
+    assert!(
+        files >= 3,
+        "expected answer.json, boxed.png and results.jsonl, scanned {files} files"
+    );
     let text = std::fs::read_to_string(&results).unwrap_or_default();
     assert_eq!(text.lines().count(), 3, "one record per request: {text}");
 }

@@ -21,7 +21,11 @@ const EXIT_USAGE: i32 = 2;
 
 fn bundle() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
-    assert!(dir.join("unimed.json").is_file(), "{} is missing: run scripts/setup", dir.display());
+    assert!(
+        dir.join("unimed.json").is_file(),
+        "{} is missing: run scripts/setup",
+        dir.display()
+    );
     dir
 }
 
@@ -49,7 +53,16 @@ fn unimed(args: &[&str]) -> Run {
 /// A greedy text-only request on the tiny bundle, with `extra` flags, as JSON.
 fn run_json(extra: &[&str]) -> Run {
     let model = bundle();
-    let mut args = vec!["run", "--model", model.to_str().unwrap(), "--task", "qa", "--max-new-tokens", "6", "--json"];
+    let mut args = vec![
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        "qa",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    ];
     args.extend_from_slice(extra);
     args.push("What is a pleural effusion?");
     unimed(&args)
@@ -79,7 +92,11 @@ fn cuda_without_a_gpu_fails_naming_provider_graph_and_reason() {
         &expected_reason("cuda", "CUDAExecutionProvider"),
         "--fallback",
     ] {
-        assert!(r.stderr.contains(needle), "missing {needle:?} in: {}", r.stderr);
+        assert!(
+            r.stderr.contains(needle),
+            "missing {needle:?} in: {}",
+            r.stderr
+        );
     }
 }
 
@@ -88,8 +105,17 @@ fn per_graph_choice_names_the_graph_that_cannot_run() {
     // The vision and connector stay on the CPU; only the decoder asks for TensorRT.
     let r = run_json(&["--ep", "decoder=tensorrt"]);
     assert_eq!(r.code, EXIT_RUNTIME, "stderr: {}", r.stderr);
-    assert!(r.stderr.contains("cannot run graph decoder"), "{}", r.stderr);
-    assert!(r.stderr.contains(&expected_reason("tensorrt", "TensorrtExecutionProvider")), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot run graph decoder"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&expected_reason("tensorrt", "TensorrtExecutionProvider")),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("graph vision"), "{}", r.stderr);
 }
 
@@ -102,12 +128,21 @@ fn cpu_is_unchanged_and_fallback_is_explicit_and_reported() {
     let fallback = run_json(&["--ep", "tensorrt,decoder=cuda", "--fallback"]);
     assert_eq!(fallback.code, 0, "stderr: {}", fallback.stderr);
 
-    let parse = |r: &Run| -> Value { serde_json::from_str(r.stdout.trim()).expect("one JSON object") };
+    let parse =
+        |r: &Run| -> Value { serde_json::from_str(r.stdout.trim()).expect("one JSON object") };
     let (plain, cpu_v, fb) = (parse(&plain), parse(&cpu), parse(&fallback));
     let tokens = plain["tokens"].as_array().expect("tokens").clone();
     assert!(!tokens.is_empty());
-    assert_eq!(cpu_v["tokens"].as_array(), Some(&tokens), "--ep cpu must give the default run's tokens");
-    assert_eq!(fb["tokens"].as_array(), Some(&tokens), "the CPU fallback computes the same tokens");
+    assert_eq!(
+        cpu_v["tokens"].as_array(),
+        Some(&tokens),
+        "--ep cpu must give the default run's tokens"
+    );
+    assert_eq!(
+        fb["tokens"].as_array(),
+        Some(&tokens),
+        "the CPU fallback computes the same tokens"
+    );
 
     for graph in ["vision", "connector", "decoder"] {
         let p = &cpu_v["providers"][graph];
@@ -116,19 +151,38 @@ fn cpu_is_unchanged_and_fallback_is_explicit_and_reported() {
         assert!(p["fallback"].is_null(), "{graph}: {p}");
         let p = &fb["providers"][graph];
         assert_eq!(p["provider"], "cpu", "{graph}: {p}");
-        let requested = if graph == "decoder" { "cuda" } else { "tensorrt" };
+        let requested = if graph == "decoder" {
+            "cuda"
+        } else {
+            "tensorrt"
+        };
         assert_eq!(p["requested"], requested, "{graph}: {p}");
-        assert!(p["fallback"].as_str().is_some_and(|f| !f.is_empty()), "{graph}: the fallback must say why: {p}");
+        assert!(
+            p["fallback"].as_str().is_some_and(|f| !f.is_empty()),
+            "{graph}: the fallback must say why: {p}"
+        );
     }
     // And it is said on stderr too, once per graph.
-    assert_eq!(fallback.stderr.matches("running on the CPU because fallback is allowed").count(), 3, "{}", fallback.stderr);
+    assert_eq!(
+        fallback
+            .stderr
+            .matches("running on the CPU because fallback is allowed")
+            .count(),
+        3,
+        "{}",
+        fallback.stderr
+    );
 }
 
 #[test]
 fn bad_specs_and_config_files_are_usage_errors() {
     let r = run_json(&["--ep", "gpu"]);
     assert_eq!(r.code, EXIT_USAGE, "stderr: {}", r.stderr);
-    assert!(r.stderr.contains("unknown execution provider \"gpu\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown execution provider \"gpu\""),
+        "{}",
+        r.stderr
+    );
 
     let dir = std::env::temp_dir().join(format!("unimed-ep-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -136,14 +190,26 @@ fn bad_specs_and_config_files_are_usage_errors() {
     std::fs::write(&cfg, r#"{"ep": "cuda", "cuda": {"memory": "6G"}}"#).unwrap();
     let r = run_json(&["--ep-config", cfg.to_str().unwrap()]);
     assert_eq!(r.code, EXIT_USAGE, "stderr: {}", r.stderr);
-    assert!(r.stderr.contains("ep.json") && r.stderr.contains("memory"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ep.json") && r.stderr.contains("memory"),
+        "{}",
+        r.stderr
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn info_reports_where_each_graph_runs() {
     let model = bundle();
-    let r = unimed(&["info", "--model", model.to_str().unwrap(), "--json", "--ep", "cuda", "--fallback"]);
+    let r = unimed(&[
+        "info",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "--ep",
+        "cuda",
+        "--fallback",
+    ]);
     assert_eq!(r.code, 0, "stderr: {}", r.stderr);
     let v: Value = serde_json::from_str(r.stdout.trim()).expect("one JSON object");
     let graphs = v["graphs"].as_array().expect("graphs");

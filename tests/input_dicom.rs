@@ -8,10 +8,13 @@
 mod input_support;
 
 use input_support::{
-    dicom_case_file, expected_rgb, fixture, manifest, max_abs_diff, pydicom_file, rgb_sha256, scratch,
+    dicom_case_file, expected_rgb, fixture, manifest, max_abs_diff, pydicom_file, rgb_sha256,
+    scratch,
 };
 use serde_json::Value;
-use unimed_edge::input::{load_image, InputError, InputOptions, SourceKind, Window, WindowPreset, WindowSource};
+use unimed_edge::input::{
+    load_image, InputError, InputOptions, SourceKind, Window, WindowPreset, WindowSource,
+};
 
 /// Decoder differences for lossy JPEG (jpeg-decoder here, libjpeg-turbo in pydicom via Pillow).
 const JPEG_TOLERANCE: u8 = 3;
@@ -21,7 +24,10 @@ const WINDOW_TOLERANCE: u8 = 1;
 fn options_of(case: &Value) -> InputOptions {
     let mut opts = InputOptions::default();
     if let Some(w) = case["window"].as_array() {
-        let (c, w) = (w[0].as_f64().expect("center"), w[1].as_f64().expect("width"));
+        let (c, w) = (
+            w[0].as_f64().expect("center"),
+            w[1].as_f64().expect("width"),
+        );
         opts.window = Some(Window::new(c, w));
     }
     if let Some(p) = case["preset"].as_str() {
@@ -36,27 +42,42 @@ fn renderings_match_pydicom_and_numpy() {
     let m = manifest();
     let mut checked = 0;
     for case in m["dicom"].as_array().expect("fixtures.json: dicom") {
-        let Some(want_hash) = case["expected_sha256"].as_str() else { continue };
+        let Some(want_hash) = case["expected_sha256"].as_str() else {
+            continue;
+        };
         let name = case["name"].as_str().unwrap_or("?");
         let path = dicom_case_file(case["file"].as_str().expect("file"));
         let img = load_image(&path, &options_of(case)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let SourceKind::Dicom(info) = &img.kind else { panic!("{name}: not recognised as DICOM: {:?}", img.kind) };
+        let SourceKind::Dicom(info) = &img.kind else {
+            panic!("{name}: not recognised as DICOM: {:?}", img.kind)
+        };
         let lossy_jpeg = info.transfer_syntax_name.contains("JPEG Baseline");
         match case["expected"].as_str() {
             // Stored as PNG: compare per sample (a band of rows where the case says so).
             Some(expected) => {
                 let mut got = img.rgb.clone();
                 if let Some(rows) = case["rows"].as_array() {
-                    let (r0, r1) = (rows[0].as_u64().expect("row") as u32, rows[1].as_u64().expect("row") as u32);
-                    got = image::imageops::crop_imm(&img.rgb, 0, r0, img.rgb.width(), r1 - r0).to_image();
+                    let (r0, r1) = (
+                        rows[0].as_u64().expect("row") as u32,
+                        rows[1].as_u64().expect("row") as u32,
+                    );
+                    got = image::imageops::crop_imm(&img.rgb, 0, r0, img.rgb.width(), r1 - r0)
+                        .to_image();
                 }
                 let (max, count) = max_abs_diff(name, &got, &expected_rgb(expected));
                 eprintln!(
                     "{name}: {} {}, window {:?}: max |diff| {max}, {count} samples differ",
                     info.transfer_syntax_name, info.photometric_interpretation, info.window
                 );
-                let bound = if lossy_jpeg { JPEG_TOLERANCE } else { WINDOW_TOLERANCE };
-                assert!(max <= bound, "{name}: max difference {max} > {bound} ({count} samples)");
+                let bound = if lossy_jpeg {
+                    JPEG_TOLERANCE
+                } else {
+                    WINDOW_TOLERANCE
+                };
+                assert!(
+                    max <= bound,
+                    "{name}: max difference {max} > {bound} ({count} samples)"
+                );
             }
             // Stored as a hash only (size budget): must be exact.
             None => {
@@ -64,7 +85,11 @@ fn renderings_match_pydicom_and_numpy() {
                     "{name}: {} {}, window {:?}: by hash",
                     info.transfer_syntax_name, info.photometric_interpretation, info.window
                 );
-                assert_eq!(rgb_sha256(&img.rgb), want_hash, "{name}: differs from the pydicom + numpy rendering");
+                assert_eq!(
+                    rgb_sha256(&img.rgb),
+                    want_hash,
+                    "{name}: differs from the pydicom + numpy rendering"
+                );
             }
         }
         if let Some(source) = case["source"].as_str() {
@@ -76,7 +101,10 @@ fn renderings_match_pydicom_and_numpy() {
                     | ("Preset", Some(WindowSource::Preset(_)))
                     | ("File", Some(WindowSource::File))
             );
-            assert!(ok, "{name}: window source {got_source:?}, expected {source}");
+            assert!(
+                ok,
+                "{name}: window source {got_source:?}, expected {source}"
+            );
         }
         if let Some(frames) = case["frames"].as_u64() {
             assert_eq!(u64::from(info.frames), frames, "{name}: frame count");
@@ -95,17 +123,42 @@ fn explicit_window_beats_preset_beats_file() {
         ..InputOptions::default()
     };
     let img = load_image(&mr, &both).expect("MR_small");
-    let SourceKind::Dicom(info) = img.kind else { panic!("not DICOM") };
-    assert_eq!(info.window, Some((Window::new(40.0, 400.0), WindowSource::Explicit)));
-    let preset = InputOptions { preset: Some(WindowPreset::Lung), ..InputOptions::default() };
-    let SourceKind::Dicom(info) = load_image(&mr, &preset).expect("MR_small").kind else { panic!("not DICOM") };
-    assert_eq!(info.window, Some((Window::new(-600.0, 1500.0), WindowSource::Preset(WindowPreset::Lung))));
-    let SourceKind::Dicom(info) = load_image(&mr, &InputOptions::default()).expect("MR_small").kind else {
+    let SourceKind::Dicom(info) = img.kind else {
         panic!("not DICOM")
     };
-    assert_eq!(info.window, Some((Window::new(600.0, 1600.0), WindowSource::File)));
+    assert_eq!(
+        info.window,
+        Some((Window::new(40.0, 400.0), WindowSource::Explicit))
+    );
+    let preset = InputOptions {
+        preset: Some(WindowPreset::Lung),
+        ..InputOptions::default()
+    };
+    let SourceKind::Dicom(info) = load_image(&mr, &preset).expect("MR_small").kind else {
+        panic!("not DICOM")
+    };
+    assert_eq!(
+        info.window,
+        Some((
+            Window::new(-600.0, 1500.0),
+            WindowSource::Preset(WindowPreset::Lung)
+        ))
+    );
+    let SourceKind::Dicom(info) = load_image(&mr, &InputOptions::default())
+        .expect("MR_small")
+        .kind
+    else {
+        panic!("not DICOM")
+    };
+    assert_eq!(
+        info.window,
+        Some((Window::new(600.0, 1600.0), WindowSource::File))
+    );
     assert_eq!(info.modality.as_deref(), Some("MR"));
-    assert_eq!((info.rows, info.columns, info.frames, info.bits_stored), (64, 64, 1, 16));
+    assert_eq!(
+        (info.rows, info.columns, info.frames, info.bits_stored),
+        (64, 64, 1, 16)
+    );
 }
 
 fn expect_err(path: &std::path::Path, opts: &InputOptions) -> String {
@@ -113,7 +166,10 @@ fn expect_err(path: &std::path::Path, opts: &InputOptions) -> String {
         Ok(img) => panic!("{}: expected an error, got {:?}", path.display(), img.kind),
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.contains(&path.display().to_string()), "message does not name the file: {msg}");
+            assert!(
+                msg.contains(&path.display().to_string()),
+                "message does not name the file: {msg}"
+            );
             if let InputError::UnsupportedTransferSyntax { .. } = e {}
             msg
         }
@@ -122,42 +178,72 @@ fn expect_err(path: &std::path::Path, opts: &InputOptions) -> String {
 
 #[test]
 fn jpeg_ls_is_refused_naming_the_transfer_syntax() {
-    let msg = expect_err(&pydicom_file("MR_small_jpeg_ls_lossless.dcm"), &InputOptions::default());
-    assert!(msg.contains("1.2.840.10008.1.2.4.80") && msg.contains("JPEG-LS"), "{msg}");
+    let msg = expect_err(
+        &pydicom_file("MR_small_jpeg_ls_lossless.dcm"),
+        &InputOptions::default(),
+    );
+    assert!(
+        msg.contains("1.2.840.10008.1.2.4.80") && msg.contains("JPEG-LS"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn objects_without_pixel_data_are_refused() {
     for (file, modality) in [("rtplan.dcm", "RTPLAN"), ("test-SR.dcm", "SR")] {
         let msg = expect_err(&pydicom_file(file), &InputOptions::default());
-        assert!(msg.contains("7FE0,0010") && msg.contains(modality), "{file}: {msg}");
+        assert!(
+            msg.contains("7FE0,0010") && msg.contains(modality),
+            "{file}: {msg}"
+        );
     }
 }
 
 #[test]
 fn frame_out_of_range_names_the_frame_count() {
-    let opts = InputOptions { frame: Some(15), ..InputOptions::default() };
+    let opts = InputOptions {
+        frame: Some(15),
+        ..InputOptions::default()
+    };
     let msg = expect_err(&pydicom_file("rtdose.dcm"), &opts);
-    assert!(msg.contains("15 frame") && msg.contains("frame 15"), "{msg}");
-    let opts = InputOptions { frame: Some(1), ..InputOptions::default() };
+    assert!(
+        msg.contains("15 frame") && msg.contains("frame 15"),
+        "{msg}"
+    );
+    let opts = InputOptions {
+        frame: Some(1),
+        ..InputOptions::default()
+    };
     let msg = expect_err(&pydicom_file("CT_small.dcm"), &opts);
     assert!(msg.contains("1 frame"), "{msg}");
 }
 
 #[test]
 fn unsupported_photometric_interpretations_are_explicit() {
-    let msg = expect_err(&pydicom_file("examples_palette.dcm"), &InputOptions::default());
+    let msg = expect_err(
+        &pydicom_file("examples_palette.dcm"),
+        &InputOptions::default(),
+    );
     assert!(msg.contains("PALETTE COLOR"), "{msg}");
-    let msg = expect_err(&pydicom_file("SC_ybr_full_422_uncompressed.dcm"), &InputOptions::default());
+    let msg = expect_err(
+        &pydicom_file("SC_ybr_full_422_uncompressed.dcm"),
+        &InputOptions::default(),
+    );
     assert!(msg.contains("YBR_FULL_422"), "{msg}");
 }
 
 #[test]
 fn bad_windows_and_pixel_limits_are_errors() {
-    let opts = InputOptions { window: Some(Window::new(40.0, 0.0)), ..InputOptions::default() };
+    let opts = InputOptions {
+        window: Some(Window::new(40.0, 0.0)),
+        ..InputOptions::default()
+    };
     let msg = expect_err(&pydicom_file("CT_small.dcm"), &opts);
     assert!(msg.contains("width 0"), "{msg}");
-    let opts = InputOptions { max_pixels: 128 * 128 - 1, ..InputOptions::default() };
+    let opts = InputOptions {
+        max_pixels: 128 * 128 - 1,
+        ..InputOptions::default()
+    };
     let msg = expect_err(&pydicom_file("CT_small.dcm"), &opts);
     assert!(msg.contains("128×128") && msg.contains("16383"), "{msg}");
 }
@@ -165,13 +251,22 @@ fn bad_windows_and_pixel_limits_are_errors() {
 #[test]
 fn truncated_and_damaged_files_do_not_panic() {
     let ct = std::fs::read(pydicom_file("CT_small.dcm")).expect("read CT_small");
-    for (name, keep) in [("half", ct.len() / 2), ("header_only", 200), ("preamble_only", 132)] {
+    for (name, keep) in [
+        ("half", ct.len() / 2),
+        ("header_only", 200),
+        ("preamble_only", 132),
+    ] {
         let cut = scratch(&format!("CT_small_{name}.dcm"));
         std::fs::write(&cut, &ct[..keep]).expect("write");
         let msg = expect_err(&cut, &InputOptions::default());
         eprintln!("{name}: {msg}");
     }
-    for file in ["MR_truncated.dcm", "rtplan_truncated.dcm", "JPEG-lossy.dcm", "meta_missing_tsyntax.dcm"] {
+    for file in [
+        "MR_truncated.dcm",
+        "rtplan_truncated.dcm",
+        "JPEG-lossy.dcm",
+        "meta_missing_tsyntax.dcm",
+    ] {
         match load_image(&pydicom_file(file), &InputOptions::default()) {
             Ok(img) => eprintln!("{file}: decoded {:?}", img.kind),
             Err(e) => eprintln!("{file}: {e}"),
@@ -207,17 +302,33 @@ fn no_patient_data_in_results_or_errors() {
             tags::INSTITUTION_NAME,
         ]
         .iter()
-        .filter_map(|t| obj.get(*t).and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()))
+        .filter_map(|t| {
+            obj.get(*t)
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim().to_string())
+        })
         .filter(|s| s.len() >= 3)
         .collect();
         assert!(
             !secrets.is_empty() || file == "examples_ybr_color.dcm",
             "{file}: no identifying values found to test with"
         );
-        let shown = format!("{:?}", load_image(&path, &InputOptions::default()).expect("decode"));
-        let err = expect_err(&path, &InputOptions { frame: Some(99), ..InputOptions::default() });
+        let shown = format!(
+            "{:?}",
+            load_image(&path, &InputOptions::default()).expect("decode")
+        );
+        let err = expect_err(
+            &path,
+            &InputOptions {
+                frame: Some(99),
+                ..InputOptions::default()
+            },
+        );
         for s in &secrets {
-            assert!(!shown.contains(s.as_str()), "{file}: LoadedImage shows {s:?}");
+            assert!(
+                !shown.contains(s.as_str()),
+                "{file}: LoadedImage shows {s:?}"
+            );
             assert!(!err.contains(s.as_str()), "{file}: error shows {s:?}");
         }
     }

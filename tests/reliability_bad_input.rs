@@ -25,7 +25,13 @@ struct Case {
 
 impl Case {
     fn new(name: &str, args: Vec<String>, code: i32, needles: &[&str]) -> Self {
-        Case { name: name.into(), args, limits: Limits::default(), code, needles: needles.iter().map(|s| s.to_string()).collect() }
+        Case {
+            name: name.into(),
+            args,
+            limits: Limits::default(),
+            code,
+            needles: needles.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     fn env(mut self, key: &str, value: &str) -> Self {
@@ -43,7 +49,11 @@ fn run_cases(table: &str, cases: Vec<Case>, with_out: bool) {
         let out_dir = temp_dir(&format!("out-{table}"));
         let mut args = case.args.clone();
         if with_out {
-            args.extend(["--json".into(), "--out".into(), path_str(&out_dir.join("out.json"))]);
+            args.extend([
+                "--json".into(),
+                "--out".into(),
+                path_str(&out_dir.join("out.json")),
+            ]);
         }
         let f = unimed_with(&args, &case.limits);
         let needles: Vec<&str> = case.needles.iter().map(String::as_str).collect();
@@ -51,26 +61,47 @@ fn run_cases(table: &str, cases: Vec<Case>, with_out: bool) {
             assert_clean_failure(&f, case.code, &needles);
             let left = files_in(&out_dir);
             if case.code == EXIT_OK && with_out {
-                assert_eq!(left, vec!["out.json".to_string()], "{}: the result file", case.name);
+                assert_eq!(
+                    left,
+                    vec!["out.json".to_string()],
+                    "{}: the result file",
+                    case.name
+                );
             } else {
-                assert!(left.is_empty(), "{}: a failed run left {left:?} in the output folder", case.name);
+                assert!(
+                    left.is_empty(),
+                    "{}: a failed run left {left:?} in the output folder",
+                    case.name
+                );
             }
         });
         if checked.is_err() {
             failures.push(case.name.clone());
         }
-        let message = error_lines(&f.stderr).first().map_or_else(|| "(success)".to_string(), |l| l.to_string());
-        rows.push(format!("| {} | {} | {} |", case.name, f.code, shorten(&message)));
+        let message = error_lines(&f.stderr)
+            .first()
+            .map_or_else(|| "(success)".to_string(), |l| l.to_string());
+        rows.push(format!(
+            "| {} | {} | {} |",
+            case.name,
+            f.code,
+            shorten(&message)
+        ));
         let _ = std::fs::remove_dir_all(&out_dir);
     }
     write_table(table, &rows);
-    assert!(failures.is_empty(), "cases that broke the contract: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "cases that broke the contract: {failures:?}"
+    );
 }
 
 /// Replaces machine-specific paths, so that the table reads the same everywhere.
 fn shorten(message: &str) -> String {
     let tmp = std::env::temp_dir().join(format!("unimed-rel-{}-", std::process::id()));
-    let mut s = message.replace(&path_str(&tmp), "<tmp>/").replace(&path_str(&root()), ".");
+    let mut s = message
+        .replace(&path_str(&tmp), "<tmp>/")
+        .replace(&path_str(&root()), ".");
     s = s.replace('|', "\\|");
     s
 }
@@ -113,7 +144,9 @@ fn head_of(path: &Path, fraction: f64) -> Vec<u8> {
 fn float_tiff(dir: &Path) -> PathBuf {
     let img = image::Rgb32FImage::from_pixel(2, 2, image::Rgb([0.25f32, 0.5, 0.75]));
     let p = dir.join("float.tif");
-    image::DynamicImage::ImageRgb32F(img).save(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    image::DynamicImage::ImageRgb32F(img)
+        .save(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     p
 }
 
@@ -121,10 +154,18 @@ fn float_tiff(dir: &Path) -> PathBuf {
 fn bad_images() {
     let dir = temp_dir("images");
     let cases = vec![
-        Case::new("empty file", vqa_on(&write(&dir, "empty.png", b""), &[]), EXIT_INPUT, &["empty.png", "is empty"]),
+        Case::new(
+            "empty file",
+            vqa_on(&write(&dir, "empty.png", b""), &[]),
+            EXIT_INPUT,
+            &["empty.png", "is empty"],
+        ),
         Case::new(
             "not an image (text)",
-            vqa_on(&write(&dir, "notes.png", b"patient notes, not pixels\n"), &[]),
+            vqa_on(
+                &write(&dir, "notes.png", b"patient notes, not pixels\n"),
+                &[],
+            ),
             EXIT_INPUT,
             &["notes.png", "not a recognised image"],
         ),
@@ -142,19 +183,36 @@ fn bad_images() {
         ),
         Case::new(
             "truncated PNG",
-            vqa_on(&write(&dir, "cut.png", &head_of(&input_fixture("down_1000x700.png"), 0.5)), &[]),
+            vqa_on(
+                &write(
+                    &dir,
+                    "cut.png",
+                    &head_of(&input_fixture("down_1000x700.png"), 0.5),
+                ),
+                &[],
+            ),
             EXIT_INPUT,
             &["cut.png", "PNG"],
         ),
         Case::new(
             "truncated JPEG",
-            vqa_on(&write(&dir, "cut.jpg", &head_of(&input_fixture("photo.jpg"), 0.5)), &[]),
+            vqa_on(
+                &write(&dir, "cut.jpg", &head_of(&input_fixture("photo.jpg"), 0.5)),
+                &[],
+            ),
             EXIT_INPUT,
             &["cut.jpg", "JPEG"],
         ),
         Case::new(
             "truncated TIFF",
-            vqa_on(&write(&dir, "cut.tif", &head_of(&input_fixture("mode_I16.tif"), 0.6)), &[]),
+            vqa_on(
+                &write(
+                    &dir,
+                    "cut.tif",
+                    &head_of(&input_fixture("mode_I16.tif"), 0.6),
+                ),
+                &[],
+            ),
             EXIT_INPUT,
             &["cut.tif", "TIFF"],
         ),
@@ -172,18 +230,56 @@ fn bad_images() {
         ),
         Case::new(
             "PNG palette of 49 bytes (panicked in png 0.18.1; found by fuzzing)",
-            vqa_on(&root().join("fuzz/seeds/image/regress-png-plte-49-bytes.png"), &[]),
+            vqa_on(
+                &root().join("fuzz/seeds/image/regress-png-plte-49-bytes.png"),
+                &[],
+            ),
             EXIT_INPUT,
             &["regress-png-plte-49-bytes.png", "PLTE chunk of 49 bytes"],
         ),
-        Case::new("float TIFF (32-bit float samples)", vqa_on(&float_tiff(&dir), &[]), EXIT_INPUT, &["float.tif", "not supported"]),
-        Case::new("GIF (not compiled in)", vqa_on(&input_fixture("anim.gif"), &[]), EXIT_INPUT, &["anim.gif", "Gif"]),
+        Case::new(
+            "float TIFF (32-bit float samples)",
+            vqa_on(&float_tiff(&dir), &[]),
+            EXIT_INPUT,
+            &["float.tif", "not supported"],
+        ),
+        Case::new(
+            "GIF (not compiled in)",
+            vqa_on(&input_fixture("anim.gif"), &[]),
+            EXIT_INPUT,
+            &["anim.gif", "Gif"],
+        ),
         // Accepted inputs with a documented conversion (PIL's `convert("RGB")`): they must run.
-        Case::new("1-bit PNG (accepted: expanded)", vqa_on(&input_fixture("mode_1.png"), &[]), EXIT_OK, &[]),
-        Case::new("16-bit gray PNG (accepted: clipped like PIL)", vqa_on(&input_fixture("mode_I16.png"), &[]), EXIT_OK, &[]),
-        Case::new("RGBA PNG (accepted: alpha dropped)", vqa_on(&input_fixture("mode_RGBA.png"), &[]), EXIT_OK, &[]),
-        Case::new("CMYK JPEG (accepted: PIL's formula)", vqa_on(&input_fixture("cmyk.jpg"), &[]), EXIT_OK, &[]),
-        Case::new("animated PNG (accepted: first frame)", vqa_on(&input_fixture("anim.png"), &[]), EXIT_OK, &[]),
+        Case::new(
+            "1-bit PNG (accepted: expanded)",
+            vqa_on(&input_fixture("mode_1.png"), &[]),
+            EXIT_OK,
+            &[],
+        ),
+        Case::new(
+            "16-bit gray PNG (accepted: clipped like PIL)",
+            vqa_on(&input_fixture("mode_I16.png"), &[]),
+            EXIT_OK,
+            &[],
+        ),
+        Case::new(
+            "RGBA PNG (accepted: alpha dropped)",
+            vqa_on(&input_fixture("mode_RGBA.png"), &[]),
+            EXIT_OK,
+            &[],
+        ),
+        Case::new(
+            "CMYK JPEG (accepted: PIL's formula)",
+            vqa_on(&input_fixture("cmyk.jpg"), &[]),
+            EXIT_OK,
+            &[],
+        ),
+        Case::new(
+            "animated PNG (accepted: first frame)",
+            vqa_on(&input_fixture("anim.png"), &[]),
+            EXIT_OK,
+            &[],
+        ),
     ];
     run_cases("images", cases, true);
     let _ = std::fs::remove_dir_all(&dir);
@@ -219,14 +315,18 @@ fn fuzz_seed_as_dicom(name: &str) -> Vec<u8> {
 /// Sets the 4-byte value length of the explicit-VR `(7FE0,0010) OW` PixelData element.
 fn patch_pixel_data_length(bytes: &mut [u8], len: u32) {
     let tag = [0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
-    let at = bytes.windows(tag.len()).position(|w| w == tag).unwrap_or_else(|| panic!("PixelData OW not found"));
+    let at = bytes
+        .windows(tag.len())
+        .position(|w| w == tag)
+        .unwrap_or_else(|| panic!("PixelData OW not found"));
     bytes[at + tag.len()..at + tag.len() + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 #[test]
 fn bad_dicom() {
     let dir = temp_dir("dicom");
-    let ct = std::fs::read(pydicom_file("CT_small.dcm")).unwrap_or_else(|e| panic!("CT_small.dcm: {e}"));
+    let ct =
+        std::fs::read(pydicom_file("CT_small.dcm")).unwrap_or_else(|e| panic!("CT_small.dcm: {e}"));
     let mut rows_too_many = ct.clone();
     patch_us(&mut rows_too_many, 0x0028, 0x0010, 4096); // Rows: far more than the pixel data holds
     let mut bits_12 = ct.clone();
@@ -345,57 +445,202 @@ fn bad_arguments() {
     let huge_word = "x9".repeat(60_000);
     let many_words = "word ".repeat(20_000);
     let cases = vec![
-        Case::new("unknown task", run(&["--task", "segment", "hi"]), EXIT_USAGE, &["unknown task \"segment\"", "qa"]),
-        Case::new("unknown flag", run(&["--task", "qa", "--tempreature", "1", "hi"]), EXIT_USAGE, &["--tempreature"]),
-        Case::new("image task without image", run(&["--task", "vqa", "What is it?"]), EXIT_USAGE, &["vqa", "needs an image"]),
-        Case::new("text-only task with an image", run(&["--task", "qa", "--image", &png, "hi"]), EXIT_USAGE, &["qa", "text-only"]),
-        Case::new("empty text for a task that needs text", run(&["--task", "vqa", "--image", &png, ""]), EXIT_USAGE, &["vqa", "needs text"]),
-        Case::new("whitespace-only text", run(&["--task", "qa", " \t\n "]), EXIT_USAGE, &["qa", "needs text"]),
+        Case::new(
+            "unknown task",
+            run(&["--task", "segment", "hi"]),
+            EXIT_USAGE,
+            &["unknown task \"segment\"", "qa"],
+        ),
+        Case::new(
+            "unknown flag",
+            run(&["--task", "qa", "--tempreature", "1", "hi"]),
+            EXIT_USAGE,
+            &["--tempreature"],
+        ),
+        Case::new(
+            "image task without image",
+            run(&["--task", "vqa", "What is it?"]),
+            EXIT_USAGE,
+            &["vqa", "needs an image"],
+        ),
+        Case::new(
+            "text-only task with an image",
+            run(&["--task", "qa", "--image", &png, "hi"]),
+            EXIT_USAGE,
+            &["qa", "text-only"],
+        ),
+        Case::new(
+            "empty text for a task that needs text",
+            run(&["--task", "vqa", "--image", &png, ""]),
+            EXIT_USAGE,
+            &["vqa", "needs text"],
+        ),
+        Case::new(
+            "whitespace-only text",
+            run(&["--task", "qa", " \t\n "]),
+            EXIT_USAGE,
+            &["qa", "needs text"],
+        ),
         Case::new(
             "text longer than the context (one 120 000-character word)",
             run(&["--task", "qa", &huge_word]),
             EXIT_USAGE,
             &["does not fit the context"],
         ),
-        Case::new("100 000 characters of words (accepted: cut to 50 words)", run(&["--task", "qa", &many_words]), EXIT_OK, &[]),
-        Case::new("box with three numbers", run(&["--task", "reg", "--image", &png, "--box", "1,2,3"]), EXIT_USAGE, &["--box", "four numbers"]),
-        Case::new("box that is not numbers", run(&["--task", "reg", "--image", &png, "--box", "a,b,c,d"]), EXIT_USAGE, &["--box", "not a number"]),
+        Case::new(
+            "100 000 characters of words (accepted: cut to 50 words)",
+            run(&["--task", "qa", &many_words]),
+            EXIT_OK,
+            &[],
+        ),
+        Case::new(
+            "box with three numbers",
+            run(&["--task", "reg", "--image", &png, "--box", "1,2,3"]),
+            EXIT_USAGE,
+            &["--box", "four numbers"],
+        ),
+        Case::new(
+            "box that is not numbers",
+            run(&["--task", "reg", "--image", &png, "--box", "a,b,c,d"]),
+            EXIT_USAGE,
+            &["--box", "not a number"],
+        ),
         Case::new(
             "box outside the image",
             run(&["--task", "reg", "--image", &png, "--box", "0,0,500,500"]),
             EXIT_USAGE,
             &["box", "96", "80"],
         ),
-        Case::new("inverted box (x2 < x1)", run(&["--task", "reg", "--image", &png, "--box", "50,10,20,40"]), EXIT_USAGE, &["box", "x1 < x2"]),
-        Case::new("NaN in a box", run(&["--task", "reg", "--image", &png, "--box", "nan,0,10,10"]), EXIT_USAGE, &["non-finite"]),
-        Case::new("box for a task without one", run(&["--task", "vqa", "--image", &png, "--box", "1,1,5,5", "q"]), EXIT_USAGE, &["vqa", "box"]),
-        Case::new("reg without a box", run(&["--task", "reg", "--image", &png]), EXIT_USAGE, &["reg", "box"]),
-        Case::new("unknown label set", run(&["--task", "cls", "--image", &png, "--label-set", "nope"]), EXIT_USAGE, &["label set \"nope\""]),
-        Case::new("one custom label", run(&["--task", "cls", "--image", &png, "--labels", "melanoma"]), EXIT_USAGE, &["at least 2 labels"]),
-        Case::new("duplicate labels", run(&["--task", "cls", "--image", &png, "--labels", "a,a"]), EXIT_USAGE, &["distinct"]),
+        Case::new(
+            "inverted box (x2 < x1)",
+            run(&["--task", "reg", "--image", &png, "--box", "50,10,20,40"]),
+            EXIT_USAGE,
+            &["box", "x1 < x2"],
+        ),
+        Case::new(
+            "NaN in a box",
+            run(&["--task", "reg", "--image", &png, "--box", "nan,0,10,10"]),
+            EXIT_USAGE,
+            &["non-finite"],
+        ),
+        Case::new(
+            "box for a task without one",
+            run(&["--task", "vqa", "--image", &png, "--box", "1,1,5,5", "q"]),
+            EXIT_USAGE,
+            &["vqa", "box"],
+        ),
+        Case::new(
+            "reg without a box",
+            run(&["--task", "reg", "--image", &png]),
+            EXIT_USAGE,
+            &["reg", "box"],
+        ),
+        Case::new(
+            "unknown label set",
+            run(&["--task", "cls", "--image", &png, "--label-set", "nope"]),
+            EXIT_USAGE,
+            &["label set \"nope\""],
+        ),
+        Case::new(
+            "one custom label",
+            run(&["--task", "cls", "--image", &png, "--labels", "melanoma"]),
+            EXIT_USAGE,
+            &["at least 2 labels"],
+        ),
+        Case::new(
+            "duplicate labels",
+            run(&["--task", "cls", "--image", &png, "--labels", "a,a"]),
+            EXIT_USAGE,
+            &["distinct"],
+        ),
         Case::new(
             "--max-new-tokens 0",
-            ["run", "--model", &path_str(&b), "--task", "qa", "--max-new-tokens", "0", "hi"].map(String::from).to_vec(),
+            [
+                "run",
+                "--model",
+                &path_str(&b),
+                "--task",
+                "qa",
+                "--max-new-tokens",
+                "0",
+                "hi",
+            ]
+            .map(String::from)
+            .to_vec(),
             EXIT_USAGE,
             &["max_new_tokens"],
         ),
-        Case::new("negative --max-new-tokens", run(&["--task", "qa", "--max-new-tokens", "-3", "hi"]), EXIT_USAGE, &["'-3'"]),
+        Case::new(
+            "negative --max-new-tokens",
+            run(&["--task", "qa", "--max-new-tokens", "-3", "hi"]),
+            EXIT_USAGE,
+            &["'-3'"],
+        ),
         Case::new(
             "--max-new-tokens 2^64-1 (accepted: stops at EOS or the context)",
-            ["run", "--model", &path_str(&b), "--task", "qa", "--max-new-tokens", &u64::MAX.to_string(), "hi"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "run",
+                "--model",
+                &path_str(&b),
+                "--task",
+                "qa",
+                "--max-new-tokens",
+                &u64::MAX.to_string(),
+                "hi",
+            ]
+            .map(String::from)
+            .to_vec(),
             EXIT_OK,
             &[],
         ),
-        Case::new("--temperature nan", run(&["--task", "qa", "--temperature", "nan", "hi"]), EXIT_USAGE, &["temperature NaN"]),
-        Case::new("--temperature 0", run(&["--task", "qa", "--temperature", "0", "hi"]), EXIT_USAGE, &["temperature 0"]),
-        Case::new("--top-p 1.5", run(&["--task", "qa", "--top-p", "1.5", "hi"]), EXIT_USAGE, &["top-p 1.5"]),
-        Case::new("--top-k 0", run(&["--task", "qa", "--top-k", "0", "hi"]), EXIT_USAGE, &["top-k 0"]),
-        Case::new("--repetition-penalty 0", run(&["--task", "qa", "--repetition-penalty", "0", "hi"]), EXIT_USAGE, &["repetition penalty 0"]),
-        Case::new("unknown execution provider", run(&["--task", "qa", "--provider", "npu", "hi"]), EXIT_USAGE, &["npu"]),
-        Case::new("window and preset together", run(&["--task", "qa", "--window", "1,2", "--preset", "lung", "hi"]), EXIT_USAGE, &["--preset"]),
-        Case::new("unknown window preset", run(&["--task", "qa", "--preset", "liver", "hi"]), EXIT_USAGE, &["liver"]),
+        Case::new(
+            "--temperature nan",
+            run(&["--task", "qa", "--temperature", "nan", "hi"]),
+            EXIT_USAGE,
+            &["temperature NaN"],
+        ),
+        Case::new(
+            "--temperature 0",
+            run(&["--task", "qa", "--temperature", "0", "hi"]),
+            EXIT_USAGE,
+            &["temperature 0"],
+        ),
+        Case::new(
+            "--top-p 1.5",
+            run(&["--task", "qa", "--top-p", "1.5", "hi"]),
+            EXIT_USAGE,
+            &["top-p 1.5"],
+        ),
+        Case::new(
+            "--top-k 0",
+            run(&["--task", "qa", "--top-k", "0", "hi"]),
+            EXIT_USAGE,
+            &["top-k 0"],
+        ),
+        Case::new(
+            "--repetition-penalty 0",
+            run(&["--task", "qa", "--repetition-penalty", "0", "hi"]),
+            EXIT_USAGE,
+            &["repetition penalty 0"],
+        ),
+        Case::new(
+            "unknown execution provider",
+            run(&["--task", "qa", "--provider", "npu", "hi"]),
+            EXIT_USAGE,
+            &["npu"],
+        ),
+        Case::new(
+            "window and preset together",
+            run(&["--task", "qa", "--window", "1,2", "--preset", "lung", "hi"]),
+            EXIT_USAGE,
+            &["--preset"],
+        ),
+        Case::new(
+            "unknown window preset",
+            run(&["--task", "qa", "--preset", "liver", "hi"]),
+            EXIT_USAGE,
+            &["liver"],
+        ),
     ];
     run_cases("arguments", cases, true);
 }
@@ -406,54 +651,117 @@ fn bad_bundles() {
     let qa = |dir: &Path| run_args(dir, &["--task", "qa", "What is aspirin?"]);
     let mut cases = Vec::new();
 
-    let missing_dir = std::env::temp_dir().join(format!("unimed-rel-{}-no-such-bundle", std::process::id()));
-    cases.push(Case::new("bundle folder does not exist", qa(&missing_dir), EXIT_MODEL, &["no-such-bundle", "unimed.json"]));
+    let missing_dir =
+        std::env::temp_dir().join(format!("unimed-rel-{}-no-such-bundle", std::process::id()));
+    cases.push(Case::new(
+        "bundle folder does not exist",
+        qa(&missing_dir),
+        EXIT_MODEL,
+        &["no-such-bundle", "unimed.json"],
+    ));
 
     let d = bundle_copy("no-vision", &[]);
     std::fs::remove_file(d.join("vision.onnx")).ok();
-    cases.push(Case::new("missing graph file", qa(&d), EXIT_MODEL, &["vision.onnx"]));
+    cases.push(Case::new(
+        "missing graph file",
+        qa(&d),
+        EXIT_MODEL,
+        &["vision.onnx"],
+    ));
 
     let d = bundle_copy("no-manifest", &[]);
     std::fs::remove_file(d.join("unimed.json")).ok();
-    cases.push(Case::new("missing manifest", qa(&d), EXIT_MODEL, &["unimed.json"]));
+    cases.push(Case::new(
+        "missing manifest",
+        qa(&d),
+        EXIT_MODEL,
+        &["unimed.json"],
+    ));
 
     let d = bundle_copy("short-table", &["embed_tokens.f16"]);
     let p = d.join("embed_tokens.f16");
     std::fs::write(&p, head_of(&p, 0.5)).ok();
-    cases.push(Case::new("truncated file (embedding table)", qa(&d), EXIT_MODEL, &["embed_tokens.f16", "bytes"]));
+    cases.push(Case::new(
+        "truncated file (embedding table)",
+        qa(&d),
+        EXIT_MODEL,
+        &["embed_tokens.f16", "bytes"],
+    ));
 
     let d = bundle_copy("manifest-cut", &[]);
     let p = d.join("unimed.json");
     std::fs::write(&p, head_of(&p, 0.5)).ok();
-    cases.push(Case::new("truncated manifest", qa(&d), EXIT_MODEL, &["unimed.json", "invalid manifest"]));
+    cases.push(Case::new(
+        "truncated manifest",
+        qa(&d),
+        EXIT_MODEL,
+        &["unimed.json", "invalid manifest"],
+    ));
 
     let d = bundle_copy("manifest-extra", &[]);
     edit_manifest(&d, |m| m["model"]["num_experts_extra"] = json!(5));
-    cases.push(Case::new("edited manifest: unknown field", qa(&d), EXIT_MODEL, &["unimed.json", "num_experts_extra"]));
+    cases.push(Case::new(
+        "edited manifest: unknown field",
+        qa(&d),
+        EXIT_MODEL,
+        &["unimed.json", "num_experts_extra"],
+    ));
 
     let d = bundle_copy("manifest-dim", &[]);
     edit_manifest(&d, |m| m["model"]["hidden_size"] = json!(65));
-    cases.push(Case::new("edited manifest: hidden_size 64 → 65", qa(&d), EXIT_MODEL, &["hidden_size"]));
+    cases.push(Case::new(
+        "edited manifest: hidden_size 64 → 65",
+        qa(&d),
+        EXIT_MODEL,
+        &["hidden_size"],
+    ));
 
     let d = bundle_copy("manifest-name", &[]);
-    edit_manifest(&d, |m| m["graphs"]["decoder"]["outputs"]["logits"] = json!("scores"));
-    cases.push(Case::new("edited manifest: tensor name", qa(&d), EXIT_MODEL, &["scores", "logits"]));
+    edit_manifest(&d, |m| {
+        m["graphs"]["decoder"]["outputs"]["logits"] = json!("scores")
+    });
+    cases.push(Case::new(
+        "edited manifest: tensor name",
+        qa(&d),
+        EXIT_MODEL,
+        &["scores", "logits"],
+    ));
 
     let d = bundle_copy("manifest-future", &[]);
     edit_manifest(&d, |m| m["format_version"] = json!(2));
-    cases.push(Case::new("future format version (2)", qa(&d), EXIT_MODEL, &["format version 1", "version 2"]));
+    cases.push(Case::new(
+        "future format version (2)",
+        qa(&d),
+        EXIT_MODEL,
+        &["format version 1", "version 2"],
+    ));
 
     let d = bundle_copy("manifest-size", &[]);
     edit_manifest(&d, |m| m["files"]["tokenizer.json"]["size"] = json!(12));
-    cases.push(Case::new("wrong recorded size", qa(&d), EXIT_MODEL, &["tokenizer.json", "recorded 12 bytes"]));
+    cases.push(Case::new(
+        "wrong recorded size",
+        qa(&d),
+        EXIT_MODEL,
+        &["tokenizer.json", "recorded 12 bytes"],
+    ));
 
     let d = bundle_copy("flipped-weights", &["decoder.onnx.data"]);
     flip_middle_byte(&d.join("decoder.onnx.data"));
-    cases.push(Case::new("one flipped byte in the decoder weights", qa(&d), EXIT_MODEL, &["decoder.onnx.data", "sha256"]));
+    cases.push(Case::new(
+        "one flipped byte in the decoder weights",
+        qa(&d),
+        EXIT_MODEL,
+        &["decoder.onnx.data", "sha256"],
+    ));
 
     let d = bundle_copy("flipped-tokenizer", &["tokenizer.json"]);
     flip_middle_byte(&d.join("tokenizer.json"));
-    cases.push(Case::new("one flipped byte in the tokenizer", qa(&d), EXIT_MODEL, &["tokenizer.json", "sha256"]));
+    cases.push(Case::new(
+        "one flipped byte in the tokenizer",
+        qa(&d),
+        EXIT_MODEL,
+        &["tokenizer.json", "sha256"],
+    ));
 
     let d = bundle_copy("not-onnx", &["connector.onnx"]);
     let p = d.join("connector.onnx");
@@ -473,7 +781,10 @@ fn bad_bundles() {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A shared library that exports `OrtGetApiBase` but reports ONNX Runtime 1.20.0 (built with the
@@ -507,30 +818,59 @@ fn bad_onnx_runtime_library() {
     let renamed_old = dir.join("old").join("libonnxruntime.so.1.20.0");
     std::fs::create_dir_all(renamed_old.parent().unwrap_or(&dir)).ok();
     std::fs::write(&renamed_old, b"").ok();
-    let libz = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib64/libz.so.1"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file());
+    let libz = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib64/libz.so.1",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file());
     let mut cases = vec![
-        Case::new("ORT_DYLIB_PATH does not exist", qa(), EXIT_RUNTIME, &["/nonexistent/libonnxruntime.so", "does not exist"])
-            .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1"),
-        Case::new("ORT_DYLIB_PATH is not a shared library", qa(), EXIT_RUNTIME, &["libonnxruntime.so.1.31.1"])
-            .env("ORT_DYLIB_PATH", &path_str(&text)),
-        Case::new("ORT_DYLIB_PATH names version 1.20", qa(), EXIT_RUNTIME, &["1.20", "1.31"])
-            .env("ORT_DYLIB_PATH", &path_str(&renamed_old)),
+        Case::new(
+            "ORT_DYLIB_PATH does not exist",
+            qa(),
+            EXIT_RUNTIME,
+            &["/nonexistent/libonnxruntime.so", "does not exist"],
+        )
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1"),
+        Case::new(
+            "ORT_DYLIB_PATH is not a shared library",
+            qa(),
+            EXIT_RUNTIME,
+            &["libonnxruntime.so.1.31.1"],
+        )
+        .env("ORT_DYLIB_PATH", &path_str(&text)),
+        Case::new(
+            "ORT_DYLIB_PATH names version 1.20",
+            qa(),
+            EXIT_RUNTIME,
+            &["1.20", "1.31"],
+        )
+        .env("ORT_DYLIB_PATH", &path_str(&renamed_old)),
     ];
     if let Some(z) = libz {
         cases.push(
-            Case::new("ORT_DYLIB_PATH is another library (zlib)", qa(), EXIT_RUNTIME, &["libz.so.1", "OrtGetApiBase"])
-                .env("ORT_DYLIB_PATH", &path_str(&z)),
+            Case::new(
+                "ORT_DYLIB_PATH is another library (zlib)",
+                qa(),
+                EXIT_RUNTIME,
+                &["libz.so.1", "OrtGetApiBase"],
+            )
+            .env("ORT_DYLIB_PATH", &path_str(&z)),
         );
     } else {
         eprintln!("no libz.so.1 found: the 'another library' case is skipped");
     }
     if let Some(fake) = fake_old_ort(&dir) {
         cases.push(
-            Case::new("a library reporting ONNX Runtime 1.20.0", qa(), EXIT_RUNTIME, &["1.20.0", "1.31"])
-                .env("ORT_DYLIB_PATH", &path_str(&fake)),
+            Case::new(
+                "a library reporting ONNX Runtime 1.20.0",
+                qa(),
+                EXIT_RUNTIME,
+                &["1.20.0", "1.31"],
+            )
+            .env("ORT_DYLIB_PATH", &path_str(&fake)),
         );
     } else {
         eprintln!("no C compiler: the 'old ONNX Runtime' case is skipped");
@@ -550,12 +890,31 @@ fn unwritable_outputs() {
         a
     };
     let cases = vec![
-        Case::new("--out in a folder that does not exist", qa(&dir.join("nope/out.json")), EXIT_OUTPUT, &["nope", "does not exist"]),
-        Case::new("--out under a regular file", qa(&file.join("out.json")), EXIT_OUTPUT, &["a-file", "is not a folder"]),
-        Case::new("--out is a directory", qa(&dir), EXIT_OUTPUT, &[&path_str(&dir)]),
+        Case::new(
+            "--out in a folder that does not exist",
+            qa(&dir.join("nope/out.json")),
+            EXIT_OUTPUT,
+            &["nope", "does not exist"],
+        ),
+        Case::new(
+            "--out under a regular file",
+            qa(&file.join("out.json")),
+            EXIT_OUTPUT,
+            &["a-file", "is not a folder"],
+        ),
+        Case::new(
+            "--out is a directory",
+            qa(&dir),
+            EXIT_OUTPUT,
+            &[&path_str(&dir)],
+        ),
     ];
     run_cases("outputs", cases, false);
-    assert_eq!(files_in(&dir), vec!["a-file".to_string()], "nothing else may appear");
+    assert_eq!(
+        files_in(&dir),
+        vec!["a-file".to_string()],
+        "nothing else may appear"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -564,7 +923,11 @@ fn unwritable_outputs() {
 fn errors_never_show_patient_data() {
     let sentinels = patient_sentinels();
     let dir = temp_dir("privacy");
-    let half = write(&dir, "half.dcm", &head_of(&cli_fixture("patient_ct.dcm"), 0.5));
+    let half = write(
+        &dir,
+        "half.dcm",
+        &head_of(&cli_fixture("patient_ct.dcm"), 0.5),
+    );
     for args in [
         vqa_on(&cli_fixture("patient_ct.dcm"), &["--frame", "7"]),
         vqa_on(&cli_fixture("patient_jpegls.dcm"), &[]),
@@ -574,7 +937,11 @@ fn errors_never_show_patient_data() {
         let f = unimed(&args);
         assert_ne!(f.code, EXIT_OK, "{:?} should fail", f.args);
         for s in &sentinels {
-            assert!(!f.stderr.contains(s.as_str()) && !f.stdout.contains(s.as_str()), "{s:?} leaked: {}", f.stderr);
+            assert!(
+                !f.stderr.contains(s.as_str()) && !f.stdout.contains(s.as_str()),
+                "{s:?} leaked: {}",
+                f.stderr
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -584,17 +951,34 @@ fn errors_never_show_patient_data() {
 fn bad_worklists() {
     let dir = temp_dir("worklists");
     let batch = |list: &Path| {
-        let mut a: Vec<String> = ["batch", "--model", &path_str(&tiny_bundle()), "--quiet", "--max-new-tokens", MAX_NEW_TOKENS]
-            .map(String::from)
-            .to_vec();
+        let mut a: Vec<String> = [
+            "batch",
+            "--model",
+            &path_str(&tiny_bundle()),
+            "--quiet",
+            "--max-new-tokens",
+            MAX_NEW_TOKENS,
+        ]
+        .map(String::from)
+        .to_vec();
         a.push(path_str(list));
         a.extend(["--out".to_string(), path_str(&dir.join("results.jsonl"))]);
         a
     };
     let not_utf8 = write(&dir, "binary.jsonl", &[0xff, 0xfe, 0x00, 0x9c, b'\n']);
     let cases = vec![
-        Case::new("worklist does not exist", batch(&dir.join("nope.jsonl")), EXIT_INPUT, &["nope.jsonl"]),
-        Case::new("worklist is not UTF-8 text", batch(&not_utf8), EXIT_INPUT, &["binary.jsonl"]),
+        Case::new(
+            "worklist does not exist",
+            batch(&dir.join("nope.jsonl")),
+            EXIT_INPUT,
+            &["nope.jsonl"],
+        ),
+        Case::new(
+            "worklist is not UTF-8 text",
+            batch(&not_utf8),
+            EXIT_INPUT,
+            &["binary.jsonl"],
+        ),
     ];
     run_cases("worklists", cases, false);
 
@@ -615,11 +999,21 @@ fn bad_worklists() {
     assert_eq!(f.code, EXIT_PARTIAL, "{}", f.stderr);
     assert!(!f.stderr.contains("panicked"), "{}", f.stderr);
     let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap_or_default();
-    let records: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert_eq!(records.len(), lines.len(), "one record per line:\n{text}");
     let errors = records.iter().filter(|r| !r["error"].is_null()).count();
-    assert_eq!(errors, lines.len() - 1, "every line but the last is an error record:\n{text}");
-    let long = records.iter().find(|r| r["id"] == "d").unwrap_or_else(|| panic!("no record for d:\n{text}"));
+    assert_eq!(
+        errors,
+        lines.len() - 1,
+        "every line but the last is an error record:\n{text}"
+    );
+    let long = records
+        .iter()
+        .find(|r| r["id"] == "d")
+        .unwrap_or_else(|| panic!("no record for d:\n{text}"));
     assert_eq!(long["error"]["kind"], "usage", "{long}");
     let _ = std::fs::remove_dir_all(&dir);
 }

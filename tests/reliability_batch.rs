@@ -18,7 +18,10 @@ fn worklist(dir: &Path) -> (PathBuf, Vec<String>) {
     let lines: Vec<String> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| serde_json::json!({"id": id, "task": "qa", "text": format!("Question number {i}?")}).to_string())
+        .map(|(i, id)| {
+            serde_json::json!({"id": id, "task": "qa", "text": format!("Question number {i}?")})
+                .to_string()
+        })
         .collect();
     let p = dir.join("worklist.jsonl");
     std::fs::write(&p, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -43,12 +46,24 @@ fn batch_args(worklist: &Path, results: &Path) -> Vec<String> {
 /// the count per id.
 fn complete_records(path: &Path) -> BTreeMap<String, usize> {
     let bytes = std::fs::read(path).unwrap_or_default();
-    assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "{}: a half-written last line", path.display());
+    assert!(
+        bytes.is_empty() || bytes.ends_with(b"\n"),
+        "{}: a half-written last line",
+        path.display()
+    );
     let mut seen = BTreeMap::new();
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let v: Value = serde_json::from_slice(line)
-            .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {}", path.display(), String::from_utf8_lossy(line)));
-        let id = v["id"].as_str().unwrap_or_else(|| panic!("a record without id: {v}")).to_string();
+        let v: Value = serde_json::from_slice(line).unwrap_or_else(|e| {
+            panic!(
+                "{}: not a JSON line ({e}): {}",
+                path.display(),
+                String::from_utf8_lossy(line)
+            )
+        });
+        let id = v["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a record without id: {v}"))
+            .to_string();
         assert!(v["error"].is_null(), "{id}: error record {}", v["error"]);
         *seen.entry(id).or_insert(0) += 1;
     }
@@ -64,14 +79,27 @@ fn a_full_disk_is_a_clear_error_and_leaves_no_half_line() {
     let probe = unimed(&batch_args(&list, &dir.join("probe.jsonl")));
     assert_eq!(probe.code, EXIT_OK, "{}", probe.stderr);
     let probe_bytes = std::fs::read(dir.join("probe.jsonl")).unwrap_or_default();
-    let record_len = probe_bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
+    let record_len = probe_bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(0, |i| i + 1) as u64;
     assert!(record_len > 0, "the probe batch wrote no record");
     let room = record_len + record_len / 2;
 
-    let full = unimed_with(&batch_args(&list, &results), &Limits { file_size: Some(room), ..Limits::default() });
+    let full = unimed_with(
+        &batch_args(&list, &results),
+        &Limits {
+            file_size: Some(room),
+            ..Limits::default()
+        },
+    );
     assert_clean_failure(&full, EXIT_OUTPUT, &["results.jsonl"]);
     let partial = complete_records(&results);
-    assert_eq!(partial.len(), 1, "exactly the record that fitted survives: {partial:?}");
+    assert_eq!(
+        partial.len(),
+        1,
+        "exactly the record that fitted survives: {partial:?}"
+    );
     assert!(std::fs::metadata(&results).map(|m| m.len()).unwrap_or(0) <= room);
 
     // With room again, the same command resumes: every id exactly once.
@@ -100,6 +128,9 @@ fn unwritable_results_are_refused_before_any_work() {
     }
     let mut left = files_in(&dir);
     left.sort();
-    assert_eq!(left, vec!["a-file".to_string(), "worklist.jsonl".to_string()]);
+    assert_eq!(
+        left,
+        vec!["a-file".to_string(), "worklist.jsonl".to_string()]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

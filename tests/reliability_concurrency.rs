@@ -31,11 +31,26 @@ fn requests() -> Vec<Request> {
     let gray = input_fixture("gray_200x260.png");
     let mut all = Vec::new();
     for i in 0..3 {
-        all.push(Request::new(Task::Qa).with_text(format!("Question {i}: what is the dose of drug {i}?")));
-        all.push(Request::new(Task::Vqa).with_image_path(&png).with_text(format!("Is there finding {i}?")));
-        all.push(Request::new(Task::Rec).with_image_path(&gray).with_text(format!("organ {i}")));
+        all.push(
+            Request::new(Task::Qa)
+                .with_text(format!("Question {i}: what is the dose of drug {i}?")),
+        );
+        all.push(
+            Request::new(Task::Vqa)
+                .with_image_path(&png)
+                .with_text(format!("Is there finding {i}?")),
+        );
+        all.push(
+            Request::new(Task::Rec)
+                .with_image_path(&gray)
+                .with_text(format!("organ {i}")),
+        );
     }
-    all.push(Request::new(Task::Reg).with_image_path(&png).with_box([10.0, 10.0, 50.0, 40.0]));
+    all.push(
+        Request::new(Task::Reg)
+            .with_image_path(&png)
+            .with_box([10.0, 10.0, 50.0, 40.0]),
+    );
     for r in &mut all {
         r.generation.max_new_tokens = Some(NEW_TOKENS);
     }
@@ -43,7 +58,10 @@ fn requests() -> Vec<Request> {
 }
 
 fn run_one(engine: &mut Engine, r: &Request) -> Vec<u32> {
-    engine.run(r, |_| {}).unwrap_or_else(|e| panic!("{:?}: {e}", r.task)).tokens
+    engine
+        .run(r, |_| {})
+        .unwrap_or_else(|e| panic!("{:?}: {e}", r.task))
+        .tokens
 }
 
 fn sequential() -> Vec<Vec<u32>> {
@@ -55,7 +73,9 @@ fn sequential() -> Vec<Vec<u32>> {
 fn one_shared_engine_behind_a_mutex_gives_the_sequential_outputs() {
     let expected = sequential();
     let reqs = requests();
-    let engine = Arc::new(Mutex::new(Engine::load(tiny_bundle(), &options()).unwrap_or_else(|e| panic!("{e}"))));
+    let engine = Arc::new(Mutex::new(
+        Engine::load(tiny_bundle(), &options()).unwrap_or_else(|e| panic!("{e}")),
+    ));
     let got: Vec<Vec<(usize, Vec<u32>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -73,14 +93,23 @@ fn one_shared_engine_behind_a_mutex_gives_the_sequential_outputs() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| panic!("a worker panicked"))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| panic!("a worker panicked")))
+            .collect()
     });
     for (t, results) in got.iter().enumerate() {
         for (i, tokens) in results {
-            assert_eq!(tokens, &expected[*i], "thread {t}, request {i}: differs from the sequential run");
+            assert_eq!(
+                tokens, &expected[*i],
+                "thread {t}, request {i}: differs from the sequential run"
+            );
         }
     }
-    assert!(expected.iter().any(|t| t != &expected[0]), "requests should not all give the same tokens");
+    assert!(
+        expected.iter().any(|t| t != &expected[0]),
+        "requests should not all give the same tokens"
+    );
 }
 
 #[test]
@@ -92,14 +121,21 @@ fn one_engine_per_thread_gives_the_sequential_outputs() {
             .map(|_| {
                 let reqs = &reqs;
                 s.spawn(move || {
-                    let mut engine = Engine::load(tiny_bundle(), &options()).unwrap_or_else(|e| panic!("{e}"));
+                    let mut engine =
+                        Engine::load(tiny_bundle(), &options()).unwrap_or_else(|e| panic!("{e}"));
                     reqs.iter().map(|r| run_one(&mut engine, r)).collect()
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| panic!("a worker panicked"))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| panic!("a worker panicked")))
+            .collect()
     });
     for (t, results) in got.iter().enumerate() {
-        assert_eq!(results, &expected, "thread {t}: differs from the sequential run");
+        assert_eq!(
+            results, &expected,
+            "thread {t}: differs from the sequential run"
+        );
     }
 }

@@ -14,22 +14,39 @@ use serde_json::Value;
 
 fn request_args() -> Vec<String> {
     let dcm = path_str(&cli_fixture("patient_ct.dcm"));
-    run_args(&tiny_bundle(), &["--task", "vqa", "--image", &dcm, "--json", "Is there a nodule?"])
+    run_args(
+        &tiny_bundle(),
+        &[
+            "--task",
+            "vqa",
+            "--image",
+            &dcm,
+            "--json",
+            "Is there a nodule?",
+        ],
+    )
 }
 
 fn tool_works(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn tokens(stdout: &str) -> Value {
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let v: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
     v["tokens"].clone()
 }
 
 #[test]
 fn runs_in_a_network_namespace_without_interfaces() {
     if !tool_works("unshare", &["-n", "true"]) {
-        eprintln!("SKIPPED: `unshare -n` is not permitted here (needs CAP_SYS_ADMIN or user namespaces)");
+        eprintln!(
+            "SKIPPED: `unshare -n` is not permitted here (needs CAP_SYS_ADMIN or user namespaces)"
+        );
         return;
     }
     let outside = unimed(&request_args());
@@ -45,7 +62,11 @@ fn runs_in_a_network_namespace_without_interfaces() {
         .unwrap_or_else(|e| panic!("unshare: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "failed without a network: {stderr}");
-    assert_eq!(tokens(&String::from_utf8_lossy(&out.stdout)), tokens(&outside.stdout), "same answer offline");
+    assert_eq!(
+        tokens(&String::from_utf8_lossy(&out.stdout)),
+        tokens(&outside.stdout),
+        "same answer offline"
+    );
 }
 
 #[test]
@@ -63,10 +84,19 @@ fn opens_no_internet_socket() {
         .args(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9 || true"])
         .output();
     let control = std::fs::read_to_string(&control_log).unwrap_or_default();
-    assert!(control.contains("AF_INET"), "strace did not see the control's TCP socket:\n{control}");
+    assert!(
+        control.contains("AF_INET"),
+        "strace did not see the control's TCP socket:\n{control}"
+    );
     let log = dir.join("trace.txt");
     let out = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=socket,connect,sendto,sendmsg,bind", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=socket,connect,sendto,sendmsg,bind",
+            "-o",
+        ])
         .arg(&log)
         .arg(BIN)
         .args(request_args())
@@ -75,14 +105,30 @@ fn opens_no_internet_socket() {
         .current_dir(root())
         .output()
         .unwrap_or_else(|e| panic!("strace: {e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let trace = std::fs::read_to_string(&log).unwrap_or_default();
     let offending: Vec<&str> = trace
         .lines()
-        .filter(|l| ["AF_INET", "AF_INET6", "AF_PACKET", "AF_NETLINK"].iter().any(|f| l.contains(f)) || l.contains("connect("))
+        .filter(|l| {
+            ["AF_INET", "AF_INET6", "AF_PACKET", "AF_NETLINK"]
+                .iter()
+                .any(|f| l.contains(f))
+                || l.contains("connect(")
+        })
         .collect();
-    assert!(offending.is_empty(), "network system calls during a run:\n{}", offending.join("\n"));
-    eprintln!("strace: {} socket-family calls in total, none to the network", trace.lines().count());
+    assert!(
+        offending.is_empty(),
+        "network system calls during a run:\n{}",
+        offending.join("\n")
+    );
+    eprintln!(
+        "strace: {} socket-family calls in total, none to the network",
+        trace.lines().count()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -97,7 +143,13 @@ fn onnx_runtime_telemetry_is_off() {
         ("HOME".to_string(), path_str(&home)),
         ("XDG_CACHE_HOME".to_string(), path_str(&cache)),
     ];
-    let f = unimed_with(&request_args(), &Limits { env, ..Limits::default() });
+    let f = unimed_with(
+        &request_args(),
+        &Limits {
+            env,
+            ..Limits::default()
+        },
+    );
     assert_eq!(f.code, EXIT_OK, "{}", f.stderr);
     let mut found = Vec::new();
     let mut stack = vec![home.clone()];
@@ -107,13 +159,22 @@ fn onnx_runtime_telemetry_is_off() {
             if p.is_dir() {
                 stack.push(p.clone());
             }
-            found.push(p.strip_prefix(&home).map(|r| r.display().to_string()).unwrap_or_default());
+            found.push(
+                p.strip_prefix(&home)
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_default(),
+            );
         }
     }
     assert!(
-        found.iter().all(|p| !p.contains("Microsoft") && !p.contains("onnxruntime")),
+        found
+            .iter()
+            .all(|p| !p.contains("Microsoft") && !p.contains("onnxruntime")),
         "ONNX Runtime left telemetry state behind: {found:?}"
     );
-    assert!(found.iter().any(|p| p.contains("unimed/stamps")), "the run should have stamped the bundle: {found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("unimed/stamps")),
+        "the run should have stamped the bundle: {found:?}"
+    );
     let _ = std::fs::remove_dir_all(&home);
 }

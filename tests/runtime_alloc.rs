@@ -67,7 +67,10 @@ struct Snapshot {
 
 fn snapshot(counters: &Option<(extern "C" fn() -> i64, extern "C" fn() -> i64)>) -> Snapshot {
     Snapshot {
-        rust: (RUST_ALLOCS.load(Ordering::Relaxed), RUST_BYTES.load(Ordering::Relaxed)),
+        rust: (
+            RUST_ALLOCS.load(Ordering::Relaxed),
+            RUST_BYTES.load(Ordering::Relaxed),
+        ),
         process: counters.map(|(n, b)| (n(), b())),
     }
 }
@@ -78,9 +81,20 @@ fn allocations_per_decode_step() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
     let bundle = Bundle::load(&dir).expect("models/tiny (scripts/setup)");
     let m = bundle.manifest();
-    let mut decoder = DecoderGraph::load(&bundle.path(&m.graphs.decoder.file), m, &SessionOptions::default()).unwrap();
-    let embed = EmbedTable::open(&bundle.path(&m.embed_tokens.file), m.model.vocab_size, m.model.hidden_size).unwrap();
-    let counters = process_counter(c"unimed_alloc_count").zip(process_counter(c"unimed_alloc_bytes"));
+    let mut decoder = DecoderGraph::load(
+        &bundle.path(&m.graphs.decoder.file),
+        m,
+        &SessionOptions::default(),
+    )
+    .unwrap();
+    let embed = EmbedTable::open(
+        &bundle.path(&m.embed_tokens.file),
+        m.model.vocab_size,
+        m.model.hidden_size,
+    )
+    .unwrap();
+    let counters =
+        process_counter(c"unimed_alloc_count").zip(process_counter(c"unimed_alloc_bytes"));
     let steps = 200;
     let mut cache = decoder.new_cache(8 + steps + 1).unwrap();
     let row = |id: u32| {
@@ -89,7 +103,9 @@ fn allocations_per_decode_step() {
         v
     };
     let mut prompt = Vec::new();
-    embed.append_rows(&[1, 1, 518, 25580, 29962, 529, 25518, 29958], &mut prompt).unwrap();
+    embed
+        .append_rows(&[1, 1, 518, 25580, 29962, 529, 25518, 29958], &mut prompt)
+        .unwrap();
     decoder.step(&mut cache, prompt, 8).unwrap();
     let mut per_step = Vec::new();
     let mut token = 3u32;
@@ -104,7 +120,8 @@ fn allocations_per_decode_step() {
     // What a step legitimately allocates in Rust: the last position's logits (copied out), the
     // embedding row, the attention mask (8 B per position) and small bookkeeping.
     let f32_bytes = 4u64;
-    let allowed_base = m.model.vocab_size as u64 * f32_bytes + m.model.hidden_size as u64 * f32_bytes + 16 * 1024;
+    let allowed_base =
+        m.model.vocab_size as u64 * f32_bytes + m.model.hidden_size as u64 * f32_bytes + 16 * 1024;
     for (i, (b, a)) in per_step.iter().enumerate() {
         let rust = (a.rust.0 - b.rust.0, a.rust.1 - b.rust.1);
         if [0, 9, 99, 199].contains(&i) {
@@ -122,15 +139,28 @@ fn allocations_per_decode_step() {
                         pbytes - rust.1 as i64
                     );
                 }
-                _ => eprintln!("step {:>3}: rust {} allocs / {} B (preload the shim for ONNX Runtime's)", i + 1, rust.0, rust.1),
+                _ => eprintln!(
+                    "step {:>3}: rust {} allocs / {} B (preload the shim for ONNX Runtime's)",
+                    i + 1,
+                    rust.0,
+                    rust.1
+                ),
             }
         }
         let allowed = allowed_base + 8 * (8 + i as u64 + 1);
-        assert!(rust.1 <= allowed, "step {}: Rust allocated {} B, more than logits + row + mask ({allowed} B)", i + 1, rust.1);
+        assert!(
+            rust.1 <= allowed,
+            "step {}: Rust allocated {} B, more than logits + row + mask ({allowed} B)",
+            i + 1,
+            rust.1
+        );
     }
     let first = per_step[9].1.rust.1 - per_step[9].0.rust.1;
     let last = per_step[199].1.rust.1 - per_step[199].0.rust.1;
-    assert!(last - first <= 8 * 190 + 64, "Rust bytes per step grew from {first} to {last}: more than the mask");
+    assert!(
+        last - first <= 8 * 190 + 64,
+        "Rust bytes per step grew from {first} to {last}: more than the mask"
+    );
 }
 
 // count.c:

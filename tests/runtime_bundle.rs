@@ -12,7 +12,11 @@ use unimed_edge::{verify, Bundle, Engine, EngineOptions, Error};
 
 fn tiny() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
-    assert!(dir.join("unimed.json").is_file(), "{} is missing: build it with scripts/setup", dir.display());
+    assert!(
+        dir.join("unimed.json").is_file(),
+        "{} is missing: build it with scripts/setup",
+        dir.display()
+    );
     dir
 }
 
@@ -34,9 +38,15 @@ impl Variant {
                 std::os::unix::fs::symlink(&path, dir.join(name)).unwrap();
             }
         }
-        let mut manifest: Value = serde_json::from_str(&std::fs::read_to_string(src.join("unimed.json")).unwrap()).unwrap();
+        let mut manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(src.join("unimed.json")).unwrap())
+                .unwrap();
         edit(&mut manifest);
-        std::fs::write(dir.join("unimed.json"), serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("unimed.json"),
+            serde_json::to_string_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
         Variant { dir }
     }
 }
@@ -59,7 +69,10 @@ fn the_tiny_manifest_loads() {
     let b = Bundle::load(tiny()).unwrap();
     let m = b.manifest();
     assert_eq!(m.format_version, 1);
-    assert_eq!(m.embed_tokens.shape, [m.model.vocab_size, m.model.hidden_size]);
+    assert_eq!(
+        m.embed_tokens.shape,
+        [m.model.vocab_size, m.model.hidden_size]
+    );
     assert!(m.tasks.contains_key("vqa"));
 }
 
@@ -67,7 +80,10 @@ fn the_tiny_manifest_loads() {
 fn another_format_version_is_refused_naming_both_versions() {
     let v = Variant::new("version", |m| m["format_version"] = 2.into());
     let err = load_err(&v);
-    assert!(err.contains("format_version") && err.contains('1') && err.contains('2'), "{err}");
+    assert!(
+        err.contains("format_version") && err.contains('1') && err.contains('2'),
+        "{err}"
+    );
 }
 
 #[test]
@@ -84,7 +100,10 @@ fn a_file_of_the_wrong_size_is_refused_at_load() {
         m["files"]["tokenizer.json"]["size"] = (size + 1).into();
     });
     let err = load_err(&v);
-    assert!(err.contains("tokenizer.json") && err.contains("bytes"), "{err}");
+    assert!(
+        err.contains("tokenizer.json") && err.contains("bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,7 +116,10 @@ fn manifest_dims_are_checked_against_the_graphs() {
     match Engine::load(&v.dir, &EngineOptions::default()) {
         Err(e @ Error::GraphShape { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("decoder") && msg.contains("model.num_kv_heads"), "{msg}");
+            assert!(
+                msg.contains("decoder") && msg.contains("model.num_kv_heads"),
+                "{msg}"
+            );
         }
         Err(other) => panic!("expected a graph shape error, got {other}"),
         Ok(_) => panic!("a bundle with wrong num_kv_heads loaded"),
@@ -106,11 +128,18 @@ fn manifest_dims_are_checked_against_the_graphs() {
 
 #[test]
 fn a_missing_tensor_name_is_reported_with_the_graph_and_field() {
-    let v = Variant::new("names", |m| m["graphs"]["vision"]["outputs"]["image_features"] = "features".into());
+    let v = Variant::new("names", |m| {
+        m["graphs"]["vision"]["outputs"]["image_features"] = "features".into()
+    });
     match Engine::load(&v.dir, &EngineOptions::default()) {
         Err(e @ Error::GraphName { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("vision") && msg.contains("features") && msg.contains("image_features"), "{msg}");
+            assert!(
+                msg.contains("vision")
+                    && msg.contains("features")
+                    && msg.contains("image_features"),
+                "{msg}"
+            );
         }
         Err(other) => panic!("expected a graph name error, got {other}"),
         Ok(_) => panic!("loaded with a wrong output name"),
@@ -125,9 +154,16 @@ fn verify_hashes_every_file_and_reports_mismatches() {
     assert_eq!(report.files.len(), b.manifest().files.len());
     let listed: u64 = b.manifest().files.values().map(|f| f.size).sum();
     assert_eq!(report.total_bytes, listed);
-    eprintln!("sha256 of {} bytes: {:.1} ms ({:.0} MB/s)", report.total_bytes, report.elapsed.as_secs_f64() * 1e3, report.mb_per_s());
+    eprintln!(
+        "sha256 of {} bytes: {:.1} ms ({:.0} MB/s)",
+        report.total_bytes,
+        report.elapsed.as_secs_f64() * 1e3,
+        report.mb_per_s()
+    );
 
-    let v = Variant::new("sha", |m| m["files"]["embed_tokens.f16"]["sha256"] = "0".repeat(64).into());
+    let v = Variant::new("sha", |m| {
+        m["files"]["embed_tokens.f16"]["sha256"] = "0".repeat(64).into()
+    });
     let bad = verify(&Bundle::load(&v.dir).unwrap()).unwrap();
     assert!(!bad.ok());
     let names: Vec<&str> = bad.mismatches().map(|f| f.name.as_str()).collect();

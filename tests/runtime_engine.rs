@@ -11,10 +11,14 @@ use std::path::{Path, PathBuf};
 use unimed_edge::graphs::decoder::DecoderGraph;
 use unimed_edge::graphs::session::SessionOptions;
 use unimed_edge::text::embed::EmbedTable;
-use unimed_edge::{Bundle, Engine, EngineOptions, Error, Labels, Request, Sampling, StopReason, Task};
+use unimed_edge::{
+    Bundle, Engine, EngineOptions, Error, Labels, Request, Sampling, StopReason, Task,
+};
 
 fn bundle_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
     assert!(
         dir.join("unimed.json").is_file(),
         "bundle {} is missing: build it with scripts/setup (it exports models/tiny and models/tiny-int4)",
@@ -24,12 +28,17 @@ fn bundle_dir(name: &str) -> PathBuf {
 }
 
 fn image(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/images").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/images")
+        .join(name)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Incremental decoding through the shared KV buffers gives the same logits as one prefill over the
@@ -38,11 +47,21 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
     let bundle = Bundle::load(bundle_dir("tiny")).unwrap();
     let m = bundle.manifest();
-    assert!(m.graphs.decoder.past_present_share_buffer, "the tiny decoder is a GroupQueryAttention graph");
+    assert!(
+        m.graphs.decoder.past_present_share_buffer,
+        "the tiny decoder is a GroupQueryAttention graph"
+    );
     let opts = SessionOptions::default();
     let mut decoder = DecoderGraph::load(&bundle.path(&m.graphs.decoder.file), m, &opts).unwrap();
-    let embed = EmbedTable::open(&bundle.path(&m.embed_tokens.file), m.model.vocab_size, m.model.hidden_size).unwrap();
-    let ids: Vec<u32> = vec![1, 1, 518, 25580, 29962, 529, 25518, 29958, 1724, 338, 445, 29973, 29871, 13, 450, 3];
+    let embed = EmbedTable::open(
+        &bundle.path(&m.embed_tokens.file),
+        m.model.vocab_size,
+        m.model.hidden_size,
+    )
+    .unwrap();
+    let ids: Vec<u32> = vec![
+        1, 1, 518, 25580, 29962, 529, 25518, 29958, 1724, 338, 445, 29973, 29871, 13, 450, 3,
+    ];
     let prompt = 6;
     let rows = |ids: &[u32]| {
         let mut v = Vec::new();
@@ -54,7 +73,9 @@ fn kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
     assert!(cache.is_shared());
     let ptrs = cache.buffer_ptrs();
     assert_eq!(ptrs.len(), 2 * m.model.num_layers);
-    let mut incremental = vec![decoder.step(&mut cache, rows(&ids[..prompt]), prompt).unwrap()];
+    let mut incremental = vec![decoder
+        .step(&mut cache, rows(&ids[..prompt]), prompt)
+        .unwrap()];
     let mut keys_before = cache.keys(0).unwrap();
     for (n, id) in ids.iter().enumerate().skip(prompt) {
         incremental.push(decoder.step(&mut cache, rows(&[*id]), 1).unwrap());
@@ -68,7 +89,10 @@ fn kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
             let now = &keys[h * (n + 1) * d..h * (n + 1) * d + n * d];
             assert_eq!(old, now, "position < {n} rewritten in head {h}");
             let new = &keys[h * (n + 1) * d + n * d..(h + 1) * (n + 1) * d];
-            assert!(new.iter().any(|v| *v != 0.0), "position {n} was not written in place");
+            assert!(
+                new.iter().any(|v| *v != 0.0),
+                "position {n} was not written in place"
+            );
         }
         keys_before = keys;
     }
@@ -78,12 +102,17 @@ fn kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
         let mut fresh = decoder.new_cache(32).unwrap();
         let full = decoder.step(&mut fresh, rows(&ids[..len]), len).unwrap();
         let scale = full.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        assert!(max_abs_diff(logits, &full) <= 1e-4 * scale.max(1.0), "logits differ at length {len}");
+        assert!(
+            max_abs_diff(logits, &full) <= 1e-4 * scale.max(1.0),
+            "logits differ at length {len}"
+        );
     }
     // A reset cache reuses the same buffers.
     cache.reset().unwrap();
     assert_eq!(cache.len(), 0);
-    decoder.step(&mut cache, rows(&ids[..prompt]), prompt).unwrap();
+    decoder
+        .step(&mut cache, rows(&ids[..prompt]), prompt)
+        .unwrap();
     assert_eq!(cache.buffer_ptrs(), ptrs);
 }
 
@@ -93,17 +122,29 @@ fn every_task_runs_on_the_tiny_bundle_and_streams_its_text() {
     let max_new = 12;
     let requests = [
         Request::new(Task::Qa).with_text("What is the first-line treatment for pneumonia?"),
-        Request::new(Task::Vqa).with_image_path(image("square_rgb.png")).with_text("Is the lung healthy?"),
+        Request::new(Task::Vqa)
+            .with_image_path(image("square_rgb.png"))
+            .with_text("Is the lung healthy?"),
         Request::new(Task::Report).with_image_path(image("gray.png")),
-        Request::new(Task::Rec).with_image_path(image("wide_rgb.png")).with_text("the left lung"),
-        Request::new(Task::Reg).with_image_path(image("wide_rgb.png")).with_box([33.5, 0.0, 319.0, 150.25]),
-        Request::new(Task::Cls).with_image_path(image("gray.png")).with_labels(Labels::Set("organsmnist".into())),
+        Request::new(Task::Rec)
+            .with_image_path(image("wide_rgb.png"))
+            .with_text("the left lung"),
+        Request::new(Task::Reg)
+            .with_image_path(image("wide_rgb.png"))
+            .with_box([33.5, 0.0, 319.0, 150.25]),
+        Request::new(Task::Cls)
+            .with_image_path(image("gray.png"))
+            .with_labels(Labels::Set("organsmnist".into())),
     ];
     for mut req in requests {
         req.generation.max_new_tokens = Some(max_new);
         let mut streamed = String::new();
         let out = engine.run(&req, |p| streamed.push_str(p)).unwrap();
-        assert_eq!(streamed, out.raw_text, "{}: streamed text differs from the final decode", req.task);
+        assert_eq!(
+            streamed, out.raw_text,
+            "{}: streamed text differs from the final decode",
+            req.task
+        );
         assert!(!out.tokens.is_empty() || out.stop_reason == StopReason::Eos);
         assert!(out.tokens.len() <= max_new);
         if out.stop_reason == StopReason::MaxNewTokens {
@@ -111,7 +152,10 @@ fn every_task_runs_on_the_tiny_bundle_and_streams_its_text() {
         }
         assert!(!out.tokens.contains(&engine.bundle().manifest().tokens.eos));
         assert!(out.timings.prefill > std::time::Duration::ZERO);
-        assert_eq!(out.timings.decode_steps.len(), out.tokens.len().saturating_sub(1));
+        assert_eq!(
+            out.timings.decode_steps.len(),
+            out.tokens.len().saturating_sub(1)
+        );
         let with_image = req.task != Task::Qa;
         assert_eq!(out.image_size.is_some(), with_image);
         assert_eq!(out.prompt.has_image, with_image);
@@ -122,7 +166,9 @@ fn every_task_runs_on_the_tiny_bundle_and_streams_its_text() {
 #[test]
 fn vision_features_are_reused_for_a_second_question_about_the_same_image() {
     let req = |q: &str| {
-        let mut r = Request::new(Task::Vqa).with_image_path(image("square_rgb.png")).with_text(q);
+        let mut r = Request::new(Task::Vqa)
+            .with_image_path(image("square_rgb.png"))
+            .with_text(q);
         r.generation.max_new_tokens = Some(6);
         r
     };
@@ -132,11 +178,17 @@ fn vision_features_are_reused_for_a_second_question_about_the_same_image() {
     let second = cached.run(&req("Is the lung healthy?"), |_| {}).unwrap();
     assert!(second.timings.vision_cached && second.timings.vision.is_none());
 
-    let no_cache = EngineOptions { vision_cache_size: 0, ..EngineOptions::default() };
+    let no_cache = EngineOptions {
+        vision_cache_size: 0,
+        ..EngineOptions::default()
+    };
     let mut plain = Engine::load(bundle_dir("tiny"), &no_cache).unwrap();
     let reference = plain.run(&req("Is the lung healthy?"), |_| {}).unwrap();
     assert!(!reference.timings.vision_cached);
-    assert_eq!(second.tokens, reference.tokens, "cached features changed the answer");
+    assert_eq!(
+        second.tokens, reference.tokens,
+        "cached features changed the answer"
+    );
 }
 
 #[test]
@@ -147,8 +199,15 @@ fn the_kv_cache_is_kept_between_requests() {
     let a = engine.run(&req, |_| {}).unwrap();
     let ptrs = engine.kv_cache().unwrap().buffer_ptrs();
     let b = engine.run(&req, |_| {}).unwrap();
-    assert_eq!(engine.kv_cache().unwrap().buffer_ptrs(), ptrs, "a request that fits reallocated the cache");
-    assert_eq!(a.tokens, b.tokens, "stale cache content changed the second answer");
+    assert_eq!(
+        engine.kv_cache().unwrap().buffer_ptrs(),
+        ptrs,
+        "a request that fits reallocated the cache"
+    );
+    assert_eq!(
+        a.tokens, b.tokens,
+        "stale cache content changed the second answer"
+    );
 }
 
 #[test]
@@ -157,12 +216,17 @@ fn int4_bundle_runs_end_to_end_deterministically() {
     let bundle = Bundle::load(&dir).unwrap();
     assert_eq!(bundle.manifest().graphs.decoder.precision, "int4");
     let mut engine = Engine::load(&dir, &EngineOptions::default()).unwrap();
-    let mut req = Request::new(Task::Vqa).with_image_path(image("wide_rgb.png")).with_text("Is the lung healthy?");
+    let mut req = Request::new(Task::Vqa)
+        .with_image_path(image("wide_rgb.png"))
+        .with_text("Is the lung healthy?");
     req.generation.max_new_tokens = Some(16);
     let a = engine.run(&req, |_| {}).unwrap();
     let b = engine.run(&req, |_| {}).unwrap();
     assert!(!a.tokens.is_empty() || a.stop_reason == StopReason::Eos);
-    assert!(a.tokens.iter().all(|t| (*t as usize) < bundle.manifest().model.vocab_size));
+    assert!(a
+        .tokens
+        .iter()
+        .all(|t| (*t as usize) < bundle.manifest().model.vocab_size));
     assert_eq!(a.tokens, b.tokens);
     assert_eq!(a.raw_text, b.raw_text);
 }
@@ -172,36 +236,60 @@ fn seeded_sampling_is_reproducible_through_the_engine() {
     let mut engine = Engine::load(bundle_dir("tiny"), &EngineOptions::default()).unwrap();
     let mut req = Request::new(Task::Qa).with_text("Does aspirin reduce the risk of stroke?");
     req.generation.max_new_tokens = Some(10);
-    req.generation.sampling.sampling = Sampling::Random { temperature: 1.5, top_k: Some(50), top_p: Some(0.95) };
+    req.generation.sampling.sampling = Sampling::Random {
+        temperature: 1.5,
+        top_k: Some(50),
+        top_p: Some(0.95),
+    };
     req.generation.sampling.seed = 7;
     let a = engine.run(&req, |_| {}).unwrap();
     let b = engine.run(&req, |_| {}).unwrap();
     assert_eq!(a.tokens, b.tokens);
     req.generation.sampling.seed = 8;
     let c = engine.run(&req, |_| {}).unwrap();
-    assert_ne!(a.tokens, c.tokens, "another seed gave the same 10 sampled tokens");
+    assert_ne!(
+        a.tokens, c.tokens,
+        "another seed gave the same 10 sampled tokens"
+    );
 }
 
 #[test]
 fn invalid_requests_are_refused_with_a_reason() {
     let mut engine = Engine::load(bundle_dir("tiny"), &EngineOptions::default()).unwrap();
     let cases = [
-        (Request::new(Task::Vqa).with_text("no image given"), "needs an image"),
-        (Request::new(Task::Reg).with_image_path(image("gray.png")), "needs a box"),
         (
-            Request::new(Task::Cls).with_image_path(image("gray.png")).with_labels(Labels::Set("nope".into())),
+            Request::new(Task::Vqa).with_text("no image given"),
+            "needs an image",
+        ),
+        (
+            Request::new(Task::Reg).with_image_path(image("gray.png")),
+            "needs a box",
+        ),
+        (
+            Request::new(Task::Cls)
+                .with_image_path(image("gray.png"))
+                .with_labels(Labels::Set("nope".into())),
             "unknown label set",
         ),
-        (Request::new(Task::Qa).with_text("q").with_labels(Labels::Custom(vec!["a".into(), "b".into()])), "does not take labels"),
+        (
+            Request::new(Task::Qa)
+                .with_text("q")
+                .with_labels(Labels::Custom(vec!["a".into(), "b".into()])),
+            "does not take labels",
+        ),
         (Request::new(Task::Qa).with_text("   "), "needs text"),
         (
-            Request::new(Task::Reg).with_image_path(image("gray.png")).with_box([10.0, 10.0, 5.0, 20.0]),
+            Request::new(Task::Reg)
+                .with_image_path(image("gray.png"))
+                .with_box([10.0, 10.0, 5.0, 20.0]),
             "expected 0 <= x1 < x2",
         ),
     ];
     for (req, want) in cases {
         match engine.run(&req, |_| {}) {
-            Err(Error::Request(msg)) => assert!(msg.contains(want), "{msg:?} should mention {want:?}"),
+            Err(Error::Request(msg)) => {
+                assert!(msg.contains(want), "{msg:?} should mention {want:?}")
+            }
             other => panic!("expected a request error mentioning {want:?}, got {other:?}"),
         }
     }

@@ -16,7 +16,9 @@ use unimed_edge::text::embed::EmbedTable;
 use unimed_edge::{Bundle, Engine, EngineOptions, Labels, Request, StopReason, Task};
 
 fn bundle_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
     assert!(
         dir.join("unimed.json").is_file(),
         "bundle {} is missing: build it with scripts/setup (it exports models/tiny and models/tiny-fp16)",
@@ -26,17 +28,27 @@ fn bundle_dir(name: &str) -> PathBuf {
 }
 
 fn image(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/images").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/images")
+        .join(name)
 }
 
 fn six_tasks() -> Vec<Request> {
     vec![
         Request::new(Task::Qa).with_text("What is the first-line treatment for pneumonia?"),
-        Request::new(Task::Vqa).with_image_path(image("square_rgb.png")).with_text("Is the lung healthy?"),
+        Request::new(Task::Vqa)
+            .with_image_path(image("square_rgb.png"))
+            .with_text("Is the lung healthy?"),
         Request::new(Task::Report).with_image_path(image("gray.png")),
-        Request::new(Task::Rec).with_image_path(image("wide_rgb.png")).with_text("the left lung"),
-        Request::new(Task::Reg).with_image_path(image("wide_rgb.png")).with_box([33.5, 0.0, 319.0, 150.25]),
-        Request::new(Task::Cls).with_image_path(image("gray.png")).with_labels(Labels::Set("organsmnist".into())),
+        Request::new(Task::Rec)
+            .with_image_path(image("wide_rgb.png"))
+            .with_text("the left lung"),
+        Request::new(Task::Reg)
+            .with_image_path(image("wide_rgb.png"))
+            .with_box([33.5, 0.0, 319.0, 150.25]),
+        Request::new(Task::Cls)
+            .with_image_path(image("gray.png"))
+            .with_labels(Labels::Set("organsmnist".into())),
     ]
 }
 
@@ -47,10 +59,22 @@ fn fp16_kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
     let bundle = Bundle::load(bundle_dir("tiny-fp16")).unwrap();
     let m = bundle.manifest();
     assert_eq!(m.graphs.decoder.io_dtype, "float16");
-    let mut decoder = DecoderGraph::load(&bundle.path(&m.graphs.decoder.file), m, &SessionOptions::default()).unwrap();
+    let mut decoder = DecoderGraph::load(
+        &bundle.path(&m.graphs.decoder.file),
+        m,
+        &SessionOptions::default(),
+    )
+    .unwrap();
     assert_eq!(decoder.io_dtype(), IoDtype::Float16);
-    let embed = EmbedTable::open(&bundle.path(&m.embed_tokens.file), m.model.vocab_size, m.model.hidden_size).unwrap();
-    let ids: Vec<u32> = vec![1, 1, 518, 25580, 29962, 529, 25518, 29958, 1724, 338, 445, 29973];
+    let embed = EmbedTable::open(
+        &bundle.path(&m.embed_tokens.file),
+        m.model.vocab_size,
+        m.model.hidden_size,
+    )
+    .unwrap();
+    let ids: Vec<u32> = vec![
+        1, 1, 518, 25580, 29962, 529, 25518, 29958, 1724, 338, 445, 29973,
+    ];
     let prompt = 6;
     let rows = |ids: &[u32]| {
         let mut v = Vec::new();
@@ -60,30 +84,52 @@ fn fp16_kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
     let mut cache = decoder.new_cache(32).unwrap();
     assert!(cache.is_shared());
     let ptrs = cache.buffer_ptrs();
-    let mut incremental = vec![decoder.step(&mut cache, rows(&ids[..prompt]), prompt).unwrap()];
+    let mut incremental = vec![decoder
+        .step(&mut cache, rows(&ids[..prompt]), prompt)
+        .unwrap()];
     let (heads, d) = (m.model.num_kv_heads, m.model.head_dim);
     let mut keys_before = cache.keys(0).unwrap();
     for (n, id) in ids.iter().enumerate().skip(prompt) {
         incremental.push(decoder.step(&mut cache, rows(&[*id]), 1).unwrap());
-        assert_eq!(cache.buffer_ptrs(), ptrs, "a step moved the fp16 KV buffers");
+        assert_eq!(
+            cache.buffer_ptrs(),
+            ptrs,
+            "a step moved the fp16 KV buffers"
+        );
         let keys = cache.keys(0).unwrap();
         for h in 0..heads {
-            assert_eq!(keys_before[h * n * d..(h + 1) * n * d], keys[h * (n + 1) * d..h * (n + 1) * d + n * d]);
+            assert_eq!(
+                keys_before[h * n * d..(h + 1) * n * d],
+                keys[h * (n + 1) * d..h * (n + 1) * d + n * d]
+            );
             let new = &keys[h * (n + 1) * d + n * d..(h + 1) * (n + 1) * d];
-            assert!(new.iter().any(|v| *v != 0.0), "position {n} was not written in place");
+            assert!(
+                new.iter().any(|v| *v != 0.0),
+                "position {n} was not written in place"
+            );
         }
         keys_before = keys;
     }
     for (k, logits) in incremental.iter().enumerate() {
         let len = prompt + k;
         assert_eq!(logits.len(), m.model.vocab_size);
-        assert!(logits.iter().all(|v| v.is_finite()), "non-finite fp16 logits at length {len}");
+        assert!(
+            logits.iter().all(|v| v.is_finite()),
+            "non-finite fp16 logits at length {len}"
+        );
         let mut fresh = decoder.new_cache(32).unwrap();
         let full = decoder.step(&mut fresh, rows(&ids[..len]), len).unwrap();
         let scale = full.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1.0);
-        let diff = logits.iter().zip(&full).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let diff = logits
+            .iter()
+            .zip(&full)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         // fp16 has ~3 decimal digits; incremental and full attention accumulate in different orders.
-        assert!(diff <= 1e-2 * scale, "logits differ by {diff} (scale {scale}) at length {len}");
+        assert!(
+            diff <= 1e-2 * scale,
+            "logits differ by {diff} (scale {scale}) at length {len}"
+        );
     }
 }
 
@@ -99,22 +145,45 @@ fn all_six_tasks_run_on_the_fp16_bundle_and_mostly_agree_with_fp32() {
         let mut streamed = String::new();
         let a = fp16.run(&req, |p| streamed.push_str(p)).unwrap();
         let b = fp16.run(&req, |_| {}).unwrap();
-        assert_eq!(streamed, a.raw_text, "{}: streamed text differs from the final decode", req.task);
-        assert_eq!(a.tokens, b.tokens, "{}: fp16 run is not deterministic", req.task);
+        assert_eq!(
+            streamed, a.raw_text,
+            "{}: streamed text differs from the final decode",
+            req.task
+        );
+        assert_eq!(
+            a.tokens, b.tokens,
+            "{}: fp16 run is not deterministic",
+            req.task
+        );
         assert!(!a.tokens.is_empty() || a.stop_reason == StopReason::Eos);
         assert!(a.tokens.len() <= max_new && !a.tokens.contains(&eos));
         let r = fp32.run(&req, |_| {}).unwrap();
-        assert_eq!(a.prompt.before, r.prompt.before, "{}: the prompt does not depend on the decoder", req.task);
+        assert_eq!(
+            a.prompt.before, r.prompt.before,
+            "{}: the prompt does not depend on the decoder",
+            req.task
+        );
         // An empty answer stopped at EOS on the first step: compare that as the token "EOS".
         let first = |o: &unimed_edge::Output| o.tokens.first().copied().unwrap_or(eos);
         total += 1;
         first_equal += usize::from(first(&a) == first(&r));
-        tokens_equal += a.tokens.iter().zip(&r.tokens).take_while(|(x, y)| x == y).count();
-        println!("{}: fp16 {:?}\n{}: fp32 {:?}", req.task, a.tokens, req.task, r.tokens);
+        tokens_equal += a
+            .tokens
+            .iter()
+            .zip(&r.tokens)
+            .take_while(|(x, y)| x == y)
+            .count();
+        println!(
+            "{}: fp16 {:?}\n{}: fp32 {:?}",
+            req.task, a.tokens, req.task, r.tokens
+        );
     }
     println!("fp16 vs fp32: first token equal {first_equal}/{total}; common prefix tokens {tokens_equal}");
     // Random synthetic weights give near-flat logits, so an fp16 rounding can flip a close argmax;
     // requiring most (not all) first tokens to agree still fails if fp16 I/O were mis-wired (wrong
     // element type, unconverted image rows, a stale cache), which would make them agree only by chance.
-    assert!(first_equal * 3 >= total * 2, "only {first_equal}/{total} first tokens agree with fp32");
+    assert!(
+        first_equal * 3 >= total * 2,
+        "only {first_equal}/{total} first tokens agree with fp32"
+    );
 }

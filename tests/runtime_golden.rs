@@ -17,27 +17,48 @@ use unimed_edge::{Engine, EngineOptions, ImageSource, Labels, Request, RunOption
 
 /// Relative tolerance of dumped tensors (of the largest magnitude of the reference tensor).
 const TENSOR_RTOL: f32 = 1e-4;
-const DUMPED: [&str; 5] = ["pixel_values", "image_features", "image_embeds", "routing_weights", "logits_first"];
+const DUMPED: [&str; 5] = [
+    "pixel_values",
+    "image_features",
+    "image_embeds",
+    "routing_weights",
+    "logits_first",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
 fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (regenerate the goldens with scripts/make-goldens)", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (regenerate the goldens with scripts/make-goldens)",
+            path.display()
+        )
+    });
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display())))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display()))
+        })
         .collect()
 }
 
 fn ids(v: &Value) -> Option<Vec<u32>> {
-    v.as_array().map(|a| a.iter().map(|x| x.as_u64().expect("token id") as u32).collect())
+    v.as_array().map(|a| {
+        a.iter()
+            .map(|x| x.as_u64().expect("token id") as u32)
+            .collect()
+    })
 }
 
 fn request_from(line: &Value, folder: &Path) -> Request {
-    let task: Task = line["task"].as_str().expect("task").parse().expect("known task");
+    let task: Task = line["task"]
+        .as_str()
+        .expect("task")
+        .parse()
+        .expect("known task");
     let mut req = Request::new(task);
     if let Some(img) = line["image"].as_str() {
         req.image = Some(ImageSource::Path(folder.join(img)));
@@ -48,16 +69,28 @@ fn request_from(line: &Value, folder: &Path) -> Request {
         req.bbox = Some([v[0], v[1], v[2], v[3]]);
     }
     if let Some(l) = line["labels"].as_array() {
-        req.labels = Some(Labels::Custom(l.iter().map(|x| x.as_str().expect("label").to_string()).collect()));
+        req.labels = Some(Labels::Custom(
+            l.iter()
+                .map(|x| x.as_str().expect("label").to_string())
+                .collect(),
+        ));
     }
     req
 }
 
 fn compare_tensor(id: &str, name: &str, expected: &Path, actual: &Path) {
     let (eshape, e) = read_npy(expected).unwrap_or_else(|err| panic!("{id}/{name}: {err}"));
-    let (ashape, a) = read_npy(actual).unwrap_or_else(|err| panic!("{id}/{name}: runtime dump missing: {err}"));
-    assert_eq!(e.len(), a.len(), "{id}/{name}: reference shape {eshape:?}, runtime shape {ashape:?}");
-    let scale = e.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    let (ashape, a) =
+        read_npy(actual).unwrap_or_else(|err| panic!("{id}/{name}: runtime dump missing: {err}"));
+    assert_eq!(
+        e.len(),
+        a.len(),
+        "{id}/{name}: reference shape {eshape:?}, runtime shape {ashape:?}"
+    );
+    let scale = e
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
     let (worst, at) = e
         .iter()
         .zip(&a)
@@ -83,23 +116,38 @@ fn runtime_matches_the_pytorch_reference_on_the_tiny_goldens() {
     );
     let requests = read_jsonl(&golden.join("requests.jsonl"));
     let expected = read_jsonl(&golden.join("expected.jsonl"));
-    assert_eq!(requests.len(), expected.len(), "expected.jsonl is stale: regenerate with scripts/make-goldens");
+    assert_eq!(
+        requests.len(),
+        expected.len(),
+        "expected.jsonl is stale: regenerate with scripts/make-goldens"
+    );
     let mut engine = Engine::load(&bundle, &EngineOptions::default()).expect("load models/tiny");
     let scratch = std::env::temp_dir().join(format!("unimed-golden-{}", std::process::id()));
     let mut failures = Vec::new();
     let mut compared_dumps = 0;
     for (line, want) in requests.iter().zip(&expected) {
         let id = line["id"].as_str().expect("id");
-        assert_eq!(want["id"].as_str(), Some(id), "expected.jsonl is not in requests.jsonl order");
+        assert_eq!(
+            want["id"].as_str(),
+            Some(id),
+            "expected.jsonl is not in requests.jsonl order"
+        );
         let req = request_from(line, &golden);
         // max_new_tokens: the bundle's default (100), the reference's default too.
         let dump_ref = golden.join("dump").join(id);
         let dump_dir = scratch.join(id);
-        let opts = RunOptions { dump_tensors: dump_ref.is_dir().then(|| dump_dir.clone()) };
+        let opts = RunOptions {
+            dump_tensors: dump_ref.is_dir().then(|| dump_dir.clone()),
+        };
         let mut streamed = String::new();
-        let out = engine.run_with(&req, &opts, |p| streamed.push_str(p)).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let out = engine
+            .run_with(&req, &opts, |p| streamed.push_str(p))
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
         if streamed != out.raw_text {
-            failures.push(format!("{id}: streamed text {streamed:?} differs from the final decode {:?}", out.raw_text));
+            failures.push(format!(
+                "{id}: streamed text {streamed:?} differs from the final decode {:?}",
+                out.raw_text
+            ));
         }
 
         // Tensors first: when ids differ, a passing tensor dump places the difference after them.
@@ -124,7 +172,12 @@ fn runtime_matches_the_pytorch_reference_on_the_tiny_goldens() {
         }
         let want_ids = ids(&want["generated_ids"]).expect("generated_ids");
         if out.tokens != want_ids {
-            let first = out.tokens.iter().zip(&want_ids).position(|(a, b)| a != b).unwrap_or(out.tokens.len().min(want_ids.len()));
+            let first = out
+                .tokens
+                .iter()
+                .zip(&want_ids)
+                .position(|(a, b)| a != b)
+                .unwrap_or(out.tokens.len().min(want_ids.len()));
             let hint = if dump_ref.is_dir() {
                 "the dumped tensors above passed, so the difference is in the decoder"
             } else {
@@ -140,13 +193,21 @@ fn runtime_matches_the_pytorch_reference_on_the_tiny_goldens() {
             continue;
         }
         if Some(out.stop_reason.name()) != want["stop_reason"].as_str() {
-            failures.push(format!("{id}: stop reason {} vs {}", out.stop_reason.name(), want["stop_reason"]));
+            failures.push(format!(
+                "{id}: stop reason {} vs {}",
+                out.stop_reason.name(),
+                want["stop_reason"]
+            ));
         }
         if Some(out.text.as_str()) != want["text"].as_str() {
             failures.push(format!("{id}: text {:?} vs {:?}", out.text, want["text"]));
         }
         if let Some(b) = want.get("box") {
-            let want_box = b.as_array().map(|v| v.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>());
+            let want_box = b.as_array().map(|v| {
+                v.iter()
+                    .map(|x| x.as_f64().unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>()
+            });
             let got_box = out.bbox.map(|b| b.to_vec());
             let same = match (&got_box, &want_box) {
                 (Some(g), Some(w)) => g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-9),
@@ -164,6 +225,15 @@ fn runtime_matches_the_pytorch_reference_on_the_tiny_goldens() {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    assert!(failures.is_empty(), "{} of {} requests differ:\n{}", failures.len(), requests.len(), failures.join("\n"));
-    eprintln!("{} requests identical, {compared_dumps} dumped tensors within tolerance", requests.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests differ:\n{}",
+        failures.len(),
+        requests.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} requests identical, {compared_dumps} dumped tensors within tolerance",
+        requests.len()
+    );
 }

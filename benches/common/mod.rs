@@ -43,15 +43,23 @@ pub fn bundle() -> Option<PathBuf> {
         Some(p) => vec![PathBuf::from(p)],
         None => vec![root.join("models/bench-int4"), root.join("models/tiny")],
     };
-    let found = candidates.iter().find(|p| p.join("unimed.json").is_file()).cloned();
+    let found = candidates
+        .iter()
+        .find(|p| p.join("unimed.json").is_file())
+        .cloned();
     if found.is_none() {
-        println!("skipped: no bundle at {candidates:?} (set UNIMED_BENCH_MODEL or run scripts/setup)");
+        println!(
+            "skipped: no bundle at {candidates:?} (set UNIMED_BENCH_MODEL or run scripts/setup)"
+        );
     }
     found
 }
 
 /// Iterations scaled by `UNIMED_BENCH_SCALE` (default 1.0) so a quick run is `UNIMED_BENCH_SCALE=0.1`.
 pub fn iters(n: usize) -> usize {
-    let scale: f64 = std::env::var("UNIMED_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let scale: f64 = std::env::var("UNIMED_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
     ((n as f64 * scale).round() as usize).max(3)
 }

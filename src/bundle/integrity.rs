@@ -82,12 +82,22 @@ struct StampFile {
 /// error naming the file and both hashes.
 pub fn check(bundle: &Bundle, mode: Integrity) -> Result<IntegrityReport> {
     let start = Instant::now();
-    let mut report = IntegrityReport { mode, ..IntegrityReport::default() };
+    let mut report = IntegrityReport {
+        mode,
+        ..IntegrityReport::default()
+    };
     if mode == Integrity::Off {
         return Ok(report);
     }
-    let stamp_path = if mode == Integrity::Stamped { stamp_path_for(bundle.dir()) } else { None };
-    let old = stamp_path.as_deref().and_then(read_stamps).unwrap_or_default();
+    let stamp_path = if mode == Integrity::Stamped {
+        stamp_path_for(bundle.dir())
+    } else {
+        None
+    };
+    let old = stamp_path
+        .as_deref()
+        .and_then(read_stamps)
+        .unwrap_or_default();
     let mut new = BTreeMap::new();
     for (name, entry) in &bundle.manifest().files {
         let path = bundle.path(name);
@@ -142,15 +152,24 @@ fn stat(path: &Path, sha256: &str) -> Result<FileStamp> {
 
 /// The cache base directory: `$XDG_CACHE_HOME` when it is absolute (the XDG rule), else `~/.cache`.
 pub fn cache_base() -> Option<PathBuf> {
-    let xdg = std::env::var_os(XDG_CACHE_ENV).map(PathBuf::from).filter(|p| p.is_absolute());
-    xdg.or_else(|| std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".cache")))
+    let xdg = std::env::var_os(XDG_CACHE_ENV)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".cache"))
+    })
 }
 
 /// `<cache>/unimed/stamps/<sha256 of the canonical bundle path>.json`.
 fn stamp_path_for(dir: &Path) -> Option<PathBuf> {
     let canonical = dir.canonicalize().ok()?;
-    let key: String =
-        Sha256::digest(canonical.as_os_str().as_encoded_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let key: String = Sha256::digest(canonical.as_os_str().as_encoded_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Some(cache_base()?.join(STAMP_SUBDIR).join(format!("{key}.json")))
 }
 
@@ -162,13 +181,26 @@ fn read_stamps(path: &Path) -> Option<BTreeMap<String, FileStamp>> {
 }
 
 /// Writes the stamp file whole or not at all (temporary sibling, then rename).
-fn write_stamps(path: &Path, bundle: &Path, files: BTreeMap<String, FileStamp>) -> std::result::Result<(), String> {
-    let describe = |e: std::io::Error| format!("cannot write integrity stamp {}: {e}", path.display());
-    let dir = path.parent().ok_or_else(|| format!("stamp path {} has no folder", path.display()))?;
+fn write_stamps(
+    path: &Path,
+    bundle: &Path,
+    files: BTreeMap<String, FileStamp>,
+) -> std::result::Result<(), String> {
+    let describe =
+        |e: std::io::Error| format!("cannot write integrity stamp {}: {e}", path.display());
+    let dir = path
+        .parent()
+        .ok_or_else(|| format!("stamp path {} has no folder", path.display()))?;
     std::fs::create_dir_all(dir).map_err(describe)?;
-    let bundle = bundle.canonicalize().unwrap_or_else(|_| bundle.to_path_buf());
-    let text = serde_json::to_vec_pretty(&StampFile { stamp_version: STAMP_VERSION, bundle, files })
-        .map_err(|e| format!("cannot serialise integrity stamp {}: {e}", path.display()))?;
+    let bundle = bundle
+        .canonicalize()
+        .unwrap_or_else(|_| bundle.to_path_buf());
+    let text = serde_json::to_vec_pretty(&StampFile {
+        stamp_version: STAMP_VERSION,
+        bundle,
+        files,
+    })
+    .map_err(|e| format!("cannot serialise integrity stamp {}: {e}", path.display()))?;
     let temp = path.with_extension(format!("json.tmp-{}", std::process::id()));
     let result = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, path));
     if result.is_err() {

@@ -9,11 +9,11 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 
+pub use integrity::{cache_base, check as check_integrity, Integrity, IntegrityReport};
 pub use manifest::*;
 pub use validate::{FORMAT_NAME, FORMAT_VERSION};
 pub(crate) use validate::{PH_BOX, PH_INSTRUCTION, PH_LABELS, PH_LAYER, PH_TEXT};
 pub use verify::{verify, FileCheck, VerifyReport};
-pub use integrity::{cache_base, check as check_integrity, Integrity, IntegrityReport};
 
 use crate::error::{Error, Result};
 
@@ -32,7 +32,8 @@ impl Bundle {
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let text =
+            std::fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
         let manifest = parse_manifest(&text, &manifest_path)?;
         validate::validate(&manifest, &manifest_path, &dir)?;
         Ok(Bundle { dir, manifest })
@@ -66,8 +67,10 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
     struct VersionOnly {
         format_version: Option<serde_json::Value>,
     }
-    let version: VersionOnly = serde_json::from_str(text)
-        .map_err(|e| Error::Manifest { path: path.to_path_buf(), message: e.to_string() })?;
+    let version: VersionOnly = serde_json::from_str(text).map_err(|e| Error::Manifest {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     match version.format_version {
         Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
         Some(other) => {
@@ -83,5 +86,8 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
             return Err(Error::Manifest { path: path.to_path_buf(), message: "missing field `format_version`".into() })
         }
     }
-    serde_json::from_str(text).map_err(|e| Error::Manifest { path: path.to_path_buf(), message: e.to_string() })
+    serde_json::from_str(text).map_err(|e| Error::Manifest {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }

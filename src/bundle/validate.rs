@@ -26,7 +26,11 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn fail(&self, field: &str, message: impl Into<String>) -> Error {
-        Error::Bundle { path: self.path.to_path_buf(), field: field.to_string(), message: message.into() }
+        Error::Bundle {
+            path: self.path.to_path_buf(),
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 
     fn ensure(&self, ok: bool, field: &str, message: impl FnOnce() -> String) -> Result<()> {
@@ -41,16 +45,22 @@ impl Check<'_> {
 /// Checks the manifest at `manifest_path` (whose directory holds the files) for internal consistency
 /// and every listed file for existence and recorded size.
 pub fn validate(manifest: &Manifest, manifest_path: &Path, dir: &Path) -> Result<()> {
-    let c = Check { path: manifest_path };
+    let c = Check {
+        path: manifest_path,
+    };
     c.ensure(manifest.format == FORMAT_NAME, "format", || {
         format!("expected \"{FORMAT_NAME}\", got \"{}\"", manifest.format)
     })?;
-    c.ensure(manifest.format_version == FORMAT_VERSION, "format_version", || {
-        format!(
+    c.ensure(
+        manifest.format_version == FORMAT_VERSION,
+        "format_version",
+        || {
+            format!(
             "this runtime reads bundle format version {FORMAT_VERSION}, the bundle has version {}",
             manifest.format_version
         )
-    })?;
+        },
+    )?;
     validate_dims(manifest, &c)?;
     validate_prompt(manifest, &c)?;
     validate_graph_specs(manifest, &c)?;
@@ -73,67 +83,131 @@ fn validate_dims(m: &Manifest, c: &Check) -> Result<()> {
     ] {
         c.ensure(value > 0, field, || "must be > 0".to_string())?;
     }
-    c.ensure(m.preprocess.image_size == d.image_size, "preprocess.image_size", || {
-        format!("{} differs from model.image_size {}", m.preprocess.image_size, d.image_size)
-    })?;
-    c.ensure(m.preprocess.resample == "bicubic", "preprocess.resample", || {
-        format!("only \"bicubic\" is supported, got \"{}\"", m.preprocess.resample)
-    })?;
-    c.ensure(m.preprocess.std.iter().all(|s| *s > 0.0), "preprocess.std", || {
-        format!("every std must be > 0, got {:?}", m.preprocess.std)
-    })?;
+    c.ensure(
+        m.preprocess.image_size == d.image_size,
+        "preprocess.image_size",
+        || {
+            format!(
+                "{} differs from model.image_size {}",
+                m.preprocess.image_size, d.image_size
+            )
+        },
+    )?;
+    c.ensure(
+        m.preprocess.resample == "bicubic",
+        "preprocess.resample",
+        || {
+            format!(
+                "only \"bicubic\" is supported, got \"{}\"",
+                m.preprocess.resample
+            )
+        },
+    )?;
+    c.ensure(
+        m.preprocess.std.iter().all(|s| *s > 0.0),
+        "preprocess.std",
+        || format!("every std must be > 0, got {:?}", m.preprocess.std),
+    )?;
     let e = &m.embed_tokens;
-    c.ensure(e.shape == [d.vocab_size, d.hidden_size], "embed_tokens.shape", || {
-        format!("expected [vocab_size, hidden_size] = [{}, {}], got {:?}", d.vocab_size, d.hidden_size, e.shape)
+    c.ensure(
+        e.shape == [d.vocab_size, d.hidden_size],
+        "embed_tokens.shape",
+        || {
+            format!(
+                "expected [vocab_size, hidden_size] = [{}, {}], got {:?}",
+                d.vocab_size, d.hidden_size, e.shape
+            )
+        },
+    )?;
+    c.ensure(e.dtype == "float16", "embed_tokens.dtype", || {
+        format!("expected \"float16\", got \"{}\"", e.dtype)
     })?;
-    c.ensure(e.dtype == "float16", "embed_tokens.dtype", || format!("expected \"float16\", got \"{}\"", e.dtype))?;
     let t = &m.tokens;
-    for (field, id) in [("tokens.bos", t.bos), ("tokens.eos", t.eos), ("tokens.unk", t.unk), ("tokens.pad", t.pad)] {
-        c.ensure((id as usize) < d.vocab_size, field, || format!("id {id} is not below vocab_size {}", d.vocab_size))?;
+    for (field, id) in [
+        ("tokens.bos", t.bos),
+        ("tokens.eos", t.eos),
+        ("tokens.unk", t.unk),
+        ("tokens.pad", t.pad),
+    ] {
+        c.ensure((id as usize) < d.vocab_size, field, || {
+            format!("id {id} is not below vocab_size {}", d.vocab_size)
+        })?;
     }
     for id in &m.prompt.bos_ids {
         c.ensure((*id as usize) < d.vocab_size, "prompt.bos_ids", || {
             format!("id {id} is not below vocab_size {}", d.vocab_size)
         })?;
     }
-    c.ensure(m.generation.max_new_tokens > 0, "generation.max_new_tokens", || "must be > 0".to_string())
+    c.ensure(
+        m.generation.max_new_tokens > 0,
+        "generation.max_new_tokens",
+        || "must be > 0".to_string(),
+    )
 }
 
 fn validate_prompt(m: &Manifest, c: &Check) -> Result<()> {
     let p = &m.prompt;
-    c.ensure(p.image_after.contains(PH_INSTRUCTION), "prompt.image_after", || {
-        format!("must contain {PH_INSTRUCTION}: \"{}\"", p.image_after)
+    c.ensure(
+        p.image_after.contains(PH_INSTRUCTION),
+        "prompt.image_after",
+        || format!("must contain {PH_INSTRUCTION}: \"{}\"", p.image_after),
+    )?;
+    c.ensure(
+        p.text_only.contains(PH_INSTRUCTION),
+        "prompt.text_only",
+        || format!("must contain {PH_INSTRUCTION}: \"{}\"", p.text_only),
+    )?;
+    c.ensure(
+        p.box_format.matches("%d").count() == 4,
+        "prompt.box_format",
+        || format!("must contain exactly four %d, got \"{}\"", p.box_format),
+    )?;
+    c.ensure(p.box_scale > 0, "prompt.box_scale", || {
+        "must be > 0".to_string()
     })?;
-    c.ensure(p.text_only.contains(PH_INSTRUCTION), "prompt.text_only", || {
-        format!("must contain {PH_INSTRUCTION}: \"{}\"", p.text_only)
+    c.ensure(p.max_words > 0, "prompt.max_words", || {
+        "must be > 0".to_string()
     })?;
-    c.ensure(p.box_format.matches("%d").count() == 4, "prompt.box_format", || {
-        format!("must contain exactly four %d, got \"{}\"", p.box_format)
-    })?;
-    c.ensure(p.box_scale > 0, "prompt.box_scale", || "must be > 0".to_string())?;
-    c.ensure(p.max_words > 0, "prompt.max_words", || "must be > 0".to_string())?;
-    c.ensure(m.custom_label_question.contains(PH_LABELS), "custom_label_question", || {
-        format!("must contain {PH_LABELS}: \"{}\"", m.custom_label_question)
-    })?;
+    c.ensure(
+        m.custom_label_question.contains(PH_LABELS),
+        "custom_label_question",
+        || format!("must contain {PH_LABELS}: \"{}\"", m.custom_label_question),
+    )?;
     let connector_tasks = &m.graphs.connector.tasks;
     for (name, task) in &m.tasks {
         let field = format!("tasks.{name}");
-        c.ensure(task.instruction.contains(PH_TEXT) || task.instruction.contains(PH_BOX), &field, || {
-            format!("instruction must contain {PH_TEXT} or {PH_BOX}: \"{}\"", task.instruction)
-        })?;
+        c.ensure(
+            task.instruction.contains(PH_TEXT) || task.instruction.contains(PH_BOX),
+            &field,
+            || {
+                format!(
+                    "instruction must contain {PH_TEXT} or {PH_BOX}: \"{}\"",
+                    task.instruction
+                )
+            },
+        )?;
         match (&task.connector_task, task.image) {
-            (Some(ct), true) => c.ensure(connector_tasks.contains(ct), &format!("{field}.connector_task"), || {
-                format!("\"{ct}\" is not in graphs.connector.tasks {connector_tasks:?}")
-            })?,
+            (Some(ct), true) => c.ensure(
+                connector_tasks.contains(ct),
+                &format!("{field}.connector_task"),
+                || format!("\"{ct}\" is not in graphs.connector.tasks {connector_tasks:?}"),
+            )?,
             (None, false) => {}
             (Some(ct), false) => {
-                return Err(c.fail(&field, format!("text-only task has connector_task \"{ct}\"; expected null")))
+                return Err(c.fail(
+                    &field,
+                    format!("text-only task has connector_task \"{ct}\"; expected null"),
+                ))
             }
             (None, true) => return Err(c.fail(&field, "image task needs a connector_task")),
         }
     }
     for (name, set) in &m.label_sets {
-        c.ensure(!set.labels.is_empty(), &format!("label_sets.{name}.labels"), || "must not be empty".to_string())?;
+        c.ensure(
+            !set.labels.is_empty(),
+            &format!("label_sets.{name}.labels"),
+            || "must not be empty".to_string(),
+        )?;
     }
     Ok(())
 }
@@ -143,23 +217,54 @@ fn validate_graph_specs(m: &Manifest, c: &Check) -> Result<()> {
     for (field, name) in [
         ("graphs.decoder.inputs.past_key", &dec.inputs.past_key),
         ("graphs.decoder.inputs.past_value", &dec.inputs.past_value),
-        ("graphs.decoder.outputs.present_key", &dec.outputs.present_key),
-        ("graphs.decoder.outputs.present_value", &dec.outputs.present_value),
+        (
+            "graphs.decoder.outputs.present_key",
+            &dec.outputs.present_key,
+        ),
+        (
+            "graphs.decoder.outputs.present_value",
+            &dec.outputs.present_value,
+        ),
     ] {
         c.ensure(name.matches(PH_LAYER).count() == 1, field, || {
             format!("must contain the layer placeholder {PH_LAYER} exactly once: \"{name}\"")
         })?;
     }
-    c.ensure(dec.kv_layout == "batch_heads_seq_dim", "graphs.decoder.kv_layout", || {
-        format!("only \"batch_heads_seq_dim\" is supported, got \"{}\"", dec.kv_layout)
-    })?;
-    c.ensure(matches!(dec.io_dtype.as_str(), "float32" | "float16"), "graphs.decoder.io_dtype", || {
-        format!("expected \"float32\" or \"float16\", got \"{}\"", dec.io_dtype)
-    })?;
-    c.ensure(matches!(dec.logits_positions.as_str(), "all" | "last"), "graphs.decoder.logits_positions", || {
-        format!("expected \"all\" or \"last\", got \"{}\"", dec.logits_positions)
-    })?;
-    c.ensure(!m.graphs.connector.tasks.is_empty(), "graphs.connector.tasks", || "must not be empty".to_string())
+    c.ensure(
+        dec.kv_layout == "batch_heads_seq_dim",
+        "graphs.decoder.kv_layout",
+        || {
+            format!(
+                "only \"batch_heads_seq_dim\" is supported, got \"{}\"",
+                dec.kv_layout
+            )
+        },
+    )?;
+    c.ensure(
+        matches!(dec.io_dtype.as_str(), "float32" | "float16"),
+        "graphs.decoder.io_dtype",
+        || {
+            format!(
+                "expected \"float32\" or \"float16\", got \"{}\"",
+                dec.io_dtype
+            )
+        },
+    )?;
+    c.ensure(
+        matches!(dec.logits_positions.as_str(), "all" | "last"),
+        "graphs.decoder.logits_positions",
+        || {
+            format!(
+                "expected \"all\" or \"last\", got \"{}\"",
+                dec.logits_positions
+            )
+        },
+    )?;
+    c.ensure(
+        !m.graphs.connector.tasks.is_empty(),
+        "graphs.connector.tasks",
+        || "must not be empty".to_string(),
+    )
 }
 
 /// Every graph file, the embedding table and the tokenizer must be listed in `files`, and every listed
@@ -172,7 +277,9 @@ fn validate_files(m: &Manifest, c: &Check, dir: &Path) -> Result<()> {
         ("embed_tokens.file", &m.embed_tokens.file),
         ("tokenizer.file", &m.tokenizer.file),
     ] {
-        c.ensure(m.files.contains_key(file), field, || format!("\"{file}\" is not listed in `files`"))?;
+        c.ensure(m.files.contains_key(file), field, || {
+            format!("\"{file}\" is not listed in `files`")
+        })?;
     }
     for (name, entry) in &m.files {
         c.ensure(is_plain_relative(name), &format!("files.{name}"), || {
@@ -180,13 +287,25 @@ fn validate_files(m: &Manifest, c: &Check, dir: &Path) -> Result<()> {
         })?;
         let path = dir.join(name);
         let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        c.ensure(meta.len() == entry.size, &format!("files.{name}.size"), || {
-            format!("recorded {} bytes, the file on disk has {} bytes", entry.size, meta.len())
-        })?;
+        c.ensure(
+            meta.len() == entry.size,
+            &format!("files.{name}.size"),
+            || {
+                format!(
+                    "recorded {} bytes, the file on disk has {} bytes",
+                    entry.size,
+                    meta.len()
+                )
+            },
+        )?;
     }
     let d = &m.model;
     let table = m.embed_tokens.shape[0] as u64 * m.embed_tokens.shape[1] as u64 * 2;
-    let listed = m.files.get(&m.embed_tokens.file).map(|f| f.size).unwrap_or(0);
+    let listed = m
+        .files
+        .get(&m.embed_tokens.file)
+        .map(|f| f.size)
+        .unwrap_or(0);
     c.ensure(listed == table, "embed_tokens", || {
         format!(
             "file size {listed} bytes does not match shape [{}, {}] of float16 ({table} bytes)",
@@ -198,5 +317,6 @@ fn validate_files(m: &Manifest, c: &Check, dir: &Path) -> Result<()> {
 fn is_plain_relative(name: &str) -> bool {
     let p = Path::new(name);
     !name.is_empty()
-        && p.components().all(|comp| matches!(comp, std::path::Component::Normal(_)))
+        && p.components()
+            .all(|comp| matches!(comp, std::path::Component::Normal(_)))
 }

@@ -25,7 +25,8 @@ pub struct FileCheck {
 
 impl FileCheck {
     pub fn ok(&self) -> bool {
-        self.expected_sha256.eq_ignore_ascii_case(&self.actual_sha256)
+        self.expected_sha256
+            .eq_ignore_ascii_case(&self.actual_sha256)
     }
 }
 
@@ -77,7 +78,11 @@ pub fn verify(bundle: &Bundle) -> Result<VerifyReport> {
             elapsed: t.elapsed(),
         });
     }
-    Ok(VerifyReport { files, total_bytes, elapsed: start.elapsed() })
+    Ok(VerifyReport {
+        files,
+        total_bytes,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Lower-case hex sha256 of a file and its size.

@@ -12,9 +12,15 @@ use super::exit_codes::{fail, Exit};
 
 /// The temporary sibling of `path` used while writing it.
 fn temp_path(path: &Path) -> Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| fail(Exit::Usage, format!("{}: expected a file name, got a directory path", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        fail(
+            Exit::Usage,
+            format!(
+                "{}: expected a file name, got a directory path",
+                path.display()
+            ),
+        )
+    })?;
     let mut temp = std::ffi::OsString::from(".");
     temp.push(name);
     temp.push(format!(".tmp-{}", std::process::id()));
@@ -25,7 +31,11 @@ fn temp_path(path: &Path) -> Result<PathBuf> {
 pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<()> {
     let temp = temp_path(path)?;
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
         fill(&mut file)?;
         file.flush()?;
         file.sync_all()?;
@@ -33,7 +43,10 @@ pub fn write_with(path: &Path, fill: impl FnOnce(&mut File) -> std::io::Result<(
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&temp);
-        fail(Exit::Output, format!("cannot write {}: {e}", path.display()))
+        fail(
+            Exit::Output,
+            format!("cannot write {}: {e}", path.display()),
+        )
     })
 }
 
@@ -55,8 +68,15 @@ mod tests {
         assert_eq!(std::fs::read(&target)?, b"hello");
         let failed = write_with(&target, |_| Err(std::io::Error::other("disk full")));
         assert!(failed.is_err());
-        assert_eq!(std::fs::read(&target)?, b"hello", "a failed write must not touch the old file");
-        let left: Vec<_> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert_eq!(
+            std::fs::read(&target)?,
+            b"hello",
+            "a failed write must not touch the old file"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left.len(), 1, "temporary files left behind: {left:?}");
         std::fs::remove_dir_all(&dir)?;
         Ok(())

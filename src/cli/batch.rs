@@ -14,7 +14,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use unimed_edge::{
-    Engine, EngineOptions, GenerationParams, ImageSource, InputOptions, Integrity, Labels, Request, Task,
+    Engine, EngineOptions, GenerationParams, ImageSource, InputOptions, Integrity, Labels, Request,
+    Task,
 };
 
 use super::ep_flags::EpFlags;
@@ -103,8 +104,12 @@ fn line_id(line: usize) -> String {
 
 /// Reads the worklist; per-line problems become items with an error, so they get error records.
 fn read_worklist(path: &Path) -> Result<Vec<WorkItem>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(Exit::Input, format!("cannot read worklist {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            Exit::Input,
+            format!("cannot read worklist {}: {e}", path.display()),
+        )
+    })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let mut first_seen: HashMap<String, usize> = HashMap::new();
     let mut items = Vec::new();
@@ -118,7 +123,12 @@ fn read_worklist(path: &Path) -> Result<Vec<WorkItem>> {
             Ok(v) => v,
             Err(e) => {
                 let error = format!("{where_}: expected one JSON object per line, got: {e}");
-                items.push(WorkItem { line, id: line_id(line), task: None, request: Err(error) });
+                items.push(WorkItem {
+                    line,
+                    id: line_id(line),
+                    task: None,
+                    request: Err(error),
+                });
                 continue;
             }
         };
@@ -131,18 +141,33 @@ fn read_worklist(path: &Path) -> Result<Vec<WorkItem>> {
                      with '.', '_' or '-'), got {}",
                     other.map_or("nothing".to_string(), Value::to_string)
                 );
-                items.push(WorkItem { line, id: line_id(line), task, request: Err(error) });
+                items.push(WorkItem {
+                    line,
+                    id: line_id(line),
+                    task,
+                    request: Err(error),
+                });
                 continue;
             }
         };
         if let Some(first) = first_seen.get(&id) {
             let error = format!("{where_}: field \"id\": {id:?} was already used on line {first}; ids must be unique");
-            items.push(WorkItem { line, id: line_id(line), task, request: Err(error) });
+            items.push(WorkItem {
+                line,
+                id: line_id(line),
+                task,
+                request: Err(error),
+            });
             continue;
         }
         first_seen.insert(id.clone(), line);
         let request = parse_request(&value, base).map_err(|e| format!("{where_}: {e}"));
-        items.push(WorkItem { line, id, task, request });
+        items.push(WorkItem {
+            line,
+            id,
+            task,
+            request,
+        });
     }
     Ok(items)
 }
@@ -150,8 +175,15 @@ fn read_worklist(path: &Path) -> Result<Vec<WorkItem>> {
 /// The request fields of one worklist object (unknown fields are ignored, as by the reference).
 fn parse_request(v: &Value, base: &Path) -> std::result::Result<WorkRequest, String> {
     let task = match v.get("task") {
-        Some(Value::String(t)) => t.parse::<Task>().map_err(|e| format!("field \"task\": {e}"))?,
-        other => return Err(format!("field \"task\": expected a task name string, got {}", show(other))),
+        Some(Value::String(t)) => t
+            .parse::<Task>()
+            .map_err(|e| format!("field \"task\": {e}"))?,
+        other => {
+            return Err(format!(
+                "field \"task\": expected a task name string, got {}",
+                show(other)
+            ))
+        }
     };
     let image = match v.get("image") {
         None | Some(Value::Null) => None,
@@ -159,12 +191,22 @@ fn parse_request(v: &Value, base: &Path) -> std::result::Result<WorkRequest, Str
             let p = PathBuf::from(p);
             Some(if p.is_absolute() { p } else { base.join(p) })
         }
-        other => return Err(format!("field \"image\": expected a path string, got {}", show(other))),
+        other => {
+            return Err(format!(
+                "field \"image\": expected a path string, got {}",
+                show(other)
+            ))
+        }
     };
     let text = match v.get("text") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) => Some(t.clone()),
-        other => return Err(format!("field \"text\": expected a string, got {}", show(other))),
+        other => {
+            return Err(format!(
+                "field \"text\": expected a string, got {}",
+                show(other)
+            ))
+        }
     };
     let bbox = match v.get("box") {
         None | Some(Value::Null) => None,
@@ -172,16 +214,35 @@ fn parse_request(v: &Value, base: &Path) -> std::result::Result<WorkRequest, Str
             let n: Vec<f64> = a.iter().filter_map(Value::as_f64).collect();
             Some([n[0], n[1], n[2], n[3]])
         }
-        other => return Err(format!("field \"box\": expected [x1, y1, x2, y2] numbers, got {}", show(other))),
+        other => {
+            return Err(format!(
+                "field \"box\": expected [x1, y1, x2, y2] numbers, got {}",
+                show(other)
+            ))
+        }
     };
     let labels = match v.get("labels") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-            Some(a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Some(
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        ),
+        other => {
+            return Err(format!(
+                "field \"labels\": expected a list of label strings, got {}",
+                show(other)
+            ))
         }
-        other => return Err(format!("field \"labels\": expected a list of label strings, got {}", show(other))),
     };
-    Ok(WorkRequest { task, image, text, bbox, labels })
+    Ok(WorkRequest {
+        task,
+        image,
+        text,
+        bbox,
+        labels,
+    })
 }
 
 fn show(v: Option<&Value>) -> String {
@@ -198,17 +259,33 @@ struct Runner {
 
 impl Runner {
     fn run(&mut self, id: &str, req: &WorkRequest) -> Result<Value> {
-        let loaded = req.image.as_deref().map(|p| input_flags::load(p, &self.input)).transpose()?;
+        let loaded = req
+            .image
+            .as_deref()
+            .map(|p| input_flags::load(p, &self.input))
+            .transpose()?;
         let mut request = Request::new(req.task);
-        request.image = loaded.as_ref().map(|l| ImageSource::Loaded(l.image.clone()));
+        request.image = loaded
+            .as_ref()
+            .map(|l| ImageSource::Loaded(l.image.clone()));
         request.text = req.text.clone();
         request.bbox = req.bbox;
         request.labels = req.labels.clone().map(Labels::Custom);
-        request.generation = GenerationParams { max_new_tokens: self.max_new_tokens, ..GenerationParams::default() };
+        request.generation = GenerationParams {
+            max_new_tokens: self.max_new_tokens,
+            ..GenerationParams::default()
+        };
         let out = self.engine.run(&request, |_| {})?;
         let m = self.engine.bundle().manifest();
         let generation = record::generation(&request.generation, m.generation.max_new_tokens);
-        Ok(record::result(Some(id), &out, loaded.as_ref(), &self.model, generation, m.model.num_image_tokens))
+        Ok(record::result(
+            Some(id),
+            &out,
+            loaded.as_ref(),
+            &self.model,
+            generation,
+            m.model.num_image_tokens,
+        ))
     }
 }
 
@@ -238,7 +315,11 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let already = items.len() - pending.len();
     let style = Style::stderr();
     if already > 0 {
-        eprintln!("batch: {already} of {} requests already in {}; resuming", items.len(), args.out.display());
+        eprintln!(
+            "batch: {already} of {} requests already in {}; resuming",
+            items.len(),
+            args.out.display()
+        );
     }
 
     let mut runner: Option<Runner> = None;
@@ -246,7 +327,12 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let (mut ok, mut failed) = (0usize, 0usize);
     for item in &pending {
         let record = match &item.request {
-            Err(message) => record::error(&item.id, Some(item.line), item.task.as_deref(), &fail(Exit::Usage, message)),
+            Err(message) => record::error(
+                &item.id,
+                Some(item.line),
+                item.task.as_deref(),
+                &fail(Exit::Usage, message),
+            ),
             Ok(req) => {
                 if runner.is_none() {
                     runner = Some(load_runner(&args)?);
@@ -262,7 +348,8 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             }
         };
         let is_error = record.get("error").is_some();
-        log.append(&item.id, &record).map_err(|e| fail(Exit::Output, format!("{e:#}")))?;
+        log.append(&item.id, &record)
+            .map_err(|e| fail(Exit::Output, format!("{e:#}")))?;
         if is_error {
             failed += 1;
             bar.suspend(|| {
@@ -278,7 +365,11 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
 
     let elapsed = started.elapsed().as_secs_f64();
     let done_now = ok + failed;
-    let rate = if elapsed > 0.0 { done_now as f64 / elapsed } else { 0.0 };
+    let rate = if elapsed > 0.0 {
+        done_now as f64 / elapsed
+    } else {
+        0.0
+    };
     let errors_total = items.iter().filter(|i| log.is_failed(&i.id)).count();
     eprintln!(
         "batch: {} requests: {done_now} run now ({ok} ok, {failed} failed), {already} already done; \
@@ -306,7 +397,12 @@ fn load_runner(args: &BatchArgs) -> Result<Runner> {
     }
     let engine = Engine::load(&dir, &options)?;
     let model = record::model_identity(engine.bundle())?;
-    Ok(Runner { engine, model, input: args.input.options(), max_new_tokens: args.max_new_tokens })
+    Ok(Runner {
+        engine,
+        model,
+        input: args.input.options(),
+        max_new_tokens: args.max_new_tokens,
+    })
 }
 
 #[cfg(test)]
@@ -336,10 +432,17 @@ mod tests {
         std::fs::remove_dir_all(&dir)?;
         let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["a", "#line-3", "#line-4", "b", "c"]);
-        let first = items[0].request.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let first = items[0]
+            .request
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         assert_eq!(first.image.as_deref(), Some(dir.join("x.png").as_path()));
         let err = |i: usize| items[i].request.as_ref().err().cloned().unwrap_or_default();
-        assert!(err(1).contains(":3: expected one JSON object"), "{}", err(1));
+        assert!(
+            err(1).contains(":3: expected one JSON object"),
+            "{}",
+            err(1)
+        );
         assert!(err(2).contains("already used on line 1"), "{}", err(2));
         assert!(err(3).contains("field \"task\""), "{}", err(3));
         assert!(err(4).contains("field \"box\""), "{}", err(4));

@@ -101,7 +101,9 @@ pub struct BenchArgs {
 
 fn progress(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(what.to_string());
@@ -116,8 +118,11 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let mut session =
-        SessionOptions { intra_threads: args.threads, prepacking: !args.no_prepack, ..SessionOptions::default() };
+    let mut session = SessionOptions {
+        intra_threads: args.threads,
+        prepacking: !args.no_prepack,
+        ..SessionOptions::default()
+    };
     args.ep.apply(&mut session)?;
     if args.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
@@ -131,15 +136,25 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let new_tokens = args.new_tokens.unwrap_or(requests.default_new_tokens());
     let options = EngineOptions {
         session,
-        vision_cache_size: if args.vision_cache { VISION_CACHE_ENTRIES } else { 0 },
+        vision_cache_size: if args.vision_cache {
+            VISION_CACHE_ENTRIES
+        } else {
+            0
+        },
         ..EngineOptions::default()
     };
 
-    let bundle = Bundle::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    let bundle =
+        Bundle::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
     let manifest = bundle.manifest().clone();
-    let evicted = args.cold && manifest.files.keys().all(|f| memory::evict_from_page_cache(&bundle.path(f)));
+    let evicted = args.cold
+        && manifest
+            .files
+            .keys()
+            .all(|f| memory::evict_from_page_cache(&bundle.path(f)));
     let t = Instant::now();
-    let engine = Engine::load(&args.model, &options).with_context(|| format!("loading {}", args.model.display()))?;
+    let engine = Engine::load(&args.model, &options)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let cold = t.elapsed();
     let peak_after_load = memory::rss().peak_bytes;
     drop(engine);
@@ -152,11 +167,27 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut outputs: Vec<Vec<Output>> = vec![Vec::new(); tasks.len()];
     for round in 0..rounds {
         for (i, &task) in tasks.iter().enumerate() {
-            let spec = manifest.tasks.get(task.name()).with_context(|| format!("the bundle has no task \"{task}\""))?;
-            bar.set_message(format!("{task}{}", if round < args.warmup { " (warm-up)" } else { "" }));
-            let tokens = if round < args.warmup { args.warmup_tokens.unwrap_or(new_tokens) } else { new_tokens };
+            let spec = manifest
+                .tasks
+                .get(task.name())
+                .with_context(|| format!("the bundle has no task \"{task}\""))?;
+            bar.set_message(format!(
+                "{task}{}",
+                if round < args.warmup {
+                    " (warm-up)"
+                } else {
+                    ""
+                }
+            ));
+            let tokens = if round < args.warmup {
+                args.warmup_tokens.unwrap_or(new_tokens)
+            } else {
+                new_tokens
+            };
             let request = requests.request(task, tokens, spec.image)?;
-            let out = engine.run(&request, |_| {}).with_context(|| format!("task {task}, round {round}"))?;
+            let out = engine
+                .run(&request, |_| {})
+                .with_context(|| format!("task {task}, round {round}"))?;
             if round >= args.warmup {
                 outputs[i].push(out);
             }
@@ -166,15 +197,37 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
 
     let num_image_tokens = manifest.model.num_image_tokens;
-    let task_reports: Vec<TaskReport> =
-        tasks.iter().zip(&outputs).map(|(&t, outs)| TaskReport::from_outputs(t, outs, num_image_tokens)).collect();
+    let task_reports: Vec<TaskReport> = tasks
+        .iter()
+        .zip(&outputs)
+        .map(|(&t, outs)| TaskReport::from_outputs(t, outs, num_image_tokens))
+        .collect();
     let is_weights = |name: &str| name.ends_with(".onnx") || name.ends_with(".onnx.data");
-    let weights_bytes: u64 = manifest.files.iter().filter(|(n, _)| is_weights(n)).map(|(_, f)| f.size).sum();
-    let embed_table_bytes = manifest.files.get(&manifest.embed_tokens.file).map(|f| f.size).unwrap_or(0);
+    let weights_bytes: u64 = manifest
+        .files
+        .iter()
+        .filter(|(n, _)| is_weights(n))
+        .map(|(_, f)| f.size)
+        .sum();
+    let embed_table_bytes = manifest
+        .files
+        .get(&manifest.embed_tokens.file)
+        .map(|f| f.size)
+        .unwrap_or(0);
     let m = &manifest.model;
-    let kv_elem = if manifest.graphs.decoder.io_dtype == "float16" { 2 } else { 4 };
-    let longest = task_reports.iter().map(|t| t.prompt_tokens).max().unwrap_or(0) + new_tokens;
-    let kv_cache_bytes = (2 * m.num_layers * m.num_kv_heads * m.head_dim * longest * kv_elem) as u64;
+    let kv_elem = if manifest.graphs.decoder.io_dtype == "float16" {
+        2
+    } else {
+        4
+    };
+    let longest = task_reports
+        .iter()
+        .map(|t| t.prompt_tokens)
+        .max()
+        .unwrap_or(0)
+        + new_tokens;
+    let kv_cache_bytes =
+        (2 * m.num_layers * m.num_kv_heads * m.head_dim * longest * kv_elem) as u64;
     let rss = memory::rss();
     let report = BenchReport {
         schema: report::SCHEMA,
@@ -188,18 +241,29 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             prepacking: !args.no_prepack,
             vision_cache: args.vision_cache,
             image: requests.image().display().to_string(),
-            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             providers: ep_flags::placements_json(),
         },
-        load_ms: LoadTimes { cold: ms(cold), warm: ms(warm), evicted },
+        load_ms: LoadTimes {
+            cold: ms(cold),
+            warm: ms(warm),
+            evicted,
+        },
         memory: Memory {
             rss,
             peak_after_load_bytes: peak_after_load,
             weights_bytes,
             embed_table_bytes,
             kv_cache_bytes,
-            peak_over_weights_and_kv: rss.peak_bytes.map(|p| p as f64 / (weights_bytes + kv_cache_bytes).max(1) as f64),
-            resident_files: memory::resident_files().into_iter().take(RESIDENT_FILES_SHOWN).collect(),
+            peak_over_weights_and_kv: rss
+                .peak_bytes
+                .map(|p| p as f64 / (weights_bytes + kv_cache_bytes).max(1) as f64),
+            resident_files: memory::resident_files()
+                .into_iter()
+                .take(RESIDENT_FILES_SHOWN)
+                .collect(),
         },
         tasks: task_reports,
     };
@@ -220,7 +284,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 fn run_decoder_only(args: &BenchArgs, session: SessionOptions) -> Result<ExitCode> {
     let new_tokens = args.new_tokens.unwrap_or(100);
     let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!("decoder-only: {} + {} runs of {new_tokens} tokens", args.warmup, args.runs));
+    spinner.set_message(format!(
+        "decoder-only: {} + {} runs of {new_tokens} tokens",
+        args.warmup, args.runs
+    ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = decoder_only::run(&decoder_only::DecoderBench {
         model: &args.model,
@@ -233,7 +300,9 @@ fn run_decoder_only(args: &BenchArgs, session: SessionOptions) -> Result<ExitCod
         token_trace: args.token_trace.clone(),
     })?;
     spinner.finish_and_clear();
-    let f = |s: Option<stats::Summary>, p: fn(&stats::Summary) -> f64| s.map(|v| format!("{:.2}", p(&v))).unwrap_or_default();
+    let f = |s: Option<stats::Summary>, p: fn(&stats::Summary) -> f64| {
+        s.map(|v| format!("{:.2}", p(&v))).unwrap_or_default()
+    };
     println!(
         "{}: prompt {} + {} tokens, load {:.0} ms, TTFT p50 {} ms, decode mean {} / p50 {} / p90 {} ms per token \
          ({:.1} tokens/s), e2e p50 {} ms, peak RSS {:.0} MiB, tokens {}",

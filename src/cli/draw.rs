@@ -50,7 +50,9 @@ pub fn write(path: &Path, image: &RgbImage, bbox: Option<[f64; 4]>) -> Result<()
         draw_box(&mut canvas, b);
     }
     atomic::write_with(path, |file| {
-        canvas.write_to(&mut BufWriter::new(file), ImageFormat::Png).map_err(|e| std::io::Error::other(e.to_string()))
+        canvas
+            .write_to(&mut BufWriter::new(file), ImageFormat::Png)
+            .map_err(|e| std::io::Error::other(e.to_string()))
     })
 }
 
@@ -65,8 +67,16 @@ mod tests {
         assert_eq!(*img.get_pixel(2, 3), BOX_COLOR);
         assert_eq!(*img.get_pixel(8, 7), BOX_COLOR);
         assert_eq!(*img.get_pixel(5, 3), BOX_COLOR);
-        assert_eq!(*img.get_pixel(5, 5), Rgb([0, 0, 0]), "inside stays untouched");
-        assert_eq!(*img.get_pixel(9, 5), Rgb([0, 0, 0]), "outside stays untouched");
+        assert_eq!(
+            *img.get_pixel(5, 5),
+            Rgb([0, 0, 0]),
+            "inside stays untouched"
+        );
+        assert_eq!(
+            *img.get_pixel(9, 5),
+            Rgb([0, 0, 0]),
+            "outside stays untouched"
+        );
     }
 
     #[test]

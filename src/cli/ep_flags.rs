@@ -18,7 +18,12 @@ use super::exit_codes::{fail, Exit};
 pub struct EpFlags {
     /// Execution provider: cpu, cuda or tensorrt, for every graph or per graph, e.g.
     /// `tensorrt,decoder=cuda` (graphs: vision, connector, decoder). Default: cpu.
-    #[arg(long = "ep", visible_alias = "provider", value_name = "SPEC", env = "UNIMED_EP")]
+    #[arg(
+        long = "ep",
+        visible_alias = "provider",
+        value_name = "SPEC",
+        env = "UNIMED_EP"
+    )]
     ep: Option<String>,
     /// JSON file of provider options: {"ep", "fallback", "cpu_nodes", "cuda": {...}, "tensorrt": {...}}
     /// (docs/JETSON.md).
@@ -46,18 +51,24 @@ impl EpFlags {
     /// The provider configuration these flags describe.
     pub fn config(&self) -> Result<ProviderConfig> {
         let mut cfg = match &self.ep_config {
-            Some(path) => ProviderConfig::from_file(path).map_err(|e| fail(Exit::Usage, e.to_string()))?,
+            Some(path) => {
+                ProviderConfig::from_file(path).map_err(|e| fail(Exit::Usage, e.to_string()))?
+            }
             None => ProviderConfig::default(),
         };
         if let Some(spec) = &self.ep {
-            cfg.ep = spec.parse::<EpSpec>().map_err(|e| fail(Exit::Usage, format!("--ep: {e}")))?;
+            cfg.ep = spec
+                .parse::<EpSpec>()
+                .map_err(|e| fail(Exit::Usage, format!("--ep: {e}")))?;
         }
         cfg.fallback |= self.fallback;
         if let Some(id) = self.cuda_device {
             cfg.cuda.device_id = id;
         }
         if let Some(s) = &self.gpu_mem_limit {
-            cfg.cuda.mem_limit = Some(parse_size(s).map_err(|e| fail(Exit::Usage, format!("--gpu-mem-limit: {e}")))?);
+            cfg.cuda.mem_limit = Some(
+                parse_size(s).map_err(|e| fail(Exit::Usage, format!("--gpu-mem-limit: {e}")))?,
+            );
         }
         if let Some(dir) = &self.trt_cache {
             cfg.tensorrt.engine_cache_dir = Some(dir.clone());
@@ -100,7 +111,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("unimed-ep-flags-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("ep.json");
-        std::fs::write(&file, r#"{"ep": "cuda", "cuda": {"device_id": 1, "mem_limit": 1000}}"#).unwrap();
+        std::fs::write(
+            &file,
+            r#"{"ep": "cuda", "cuda": {"device_id": 1, "mem_limit": 1000}}"#,
+        )
+        .unwrap();
         let flags = EpFlags {
             ep: Some("tensorrt,decoder=cuda".into()),
             ep_config: Some(file),
@@ -111,10 +126,22 @@ mod tests {
         let mut session = SessionOptions::default();
         flags.apply(&mut session).unwrap();
         assert_eq!(session.provider, ExecutionProvider::TensorRt);
-        assert_eq!(session.providers.ep.provider_for("decoder", session.provider), ExecutionProvider::Cuda);
-        assert_eq!(session.providers.cuda.device_id, 1, "the file's value stays when no flag overrides it");
+        assert_eq!(
+            session
+                .providers
+                .ep
+                .provider_for("decoder", session.provider),
+            ExecutionProvider::Cuda
+        );
+        assert_eq!(
+            session.providers.cuda.device_id, 1,
+            "the file's value stays when no flag overrides it"
+        );
         assert_eq!(session.providers.cuda.mem_limit, Some(2 << 30));
-        assert_eq!(session.providers.tensorrt.timing_cache_dir, Some(dir.join("trt").join("timing")));
+        assert_eq!(
+            session.providers.tensorrt.timing_cache_dir,
+            Some(dir.join("trt").join("timing"))
+        );
         assert!(!session.providers.fallback);
         std::fs::remove_dir_all(&dir).unwrap();
     }

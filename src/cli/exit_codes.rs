@@ -66,7 +66,11 @@ pub struct CliError {
 
 /// Builds an `anyhow::Error` carrying `exit`.
 pub fn fail(exit: Exit, message: impl Into<String>) -> anyhow::Error {
-    CliError { exit, message: message.into() }.into()
+    CliError {
+        exit,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// The exit code for an error: the first cause in the chain that says what kind of failure it is.

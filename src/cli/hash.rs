@@ -41,7 +41,10 @@ mod tests {
         let (h, n) = sha256_file(&p)?;
         std::fs::remove_file(&p)?;
         assert_eq!(n, 3);
-        assert_eq!(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         Ok(())
     }
 }

@@ -39,7 +39,11 @@ pub struct InfoArgs {
 /// One input or output of a graph.
 fn outlet(o: &ort::value::Outlet) -> Value {
     match o.dtype() {
-        ort::value::ValueType::Tensor { ty, shape, dimension_symbols } => {
+        ort::value::ValueType::Tensor {
+            ty,
+            shape,
+            dimension_symbols,
+        } => {
             let dims: Vec<Value> = shape
                 .iter()
                 .zip(dimension_symbols.iter())
@@ -61,7 +65,9 @@ fn graph_files(bundle: &Bundle, graph_file: &str) -> Vec<Value> {
         .manifest()
         .files
         .iter()
-        .filter(|(name, _)| name.as_str() == graph_file || name.starts_with(&format!("{graph_file}.")))
+        .filter(|(name, _)| {
+            name.as_str() == graph_file || name.starts_with(&format!("{graph_file}."))
+        })
         .map(|(name, entry)| json!({"file": name, "size": entry.size, "sha256": entry.sha256}))
         .collect()
 }
@@ -78,9 +84,14 @@ fn available_providers() -> Result<Vec<String>> {
     unsafe {
         let status = (api.GetAvailableProviders)(&mut list, &mut count);
         if !status.0.is_null() {
-            let message = CStr::from_ptr((api.GetErrorMessage)(status.0)).to_string_lossy().into_owned();
+            let message = CStr::from_ptr((api.GetErrorMessage)(status.0))
+                .to_string_lossy()
+                .into_owned();
             (api.ReleaseStatus)(status.0);
-            return Err(fail(Exit::Runtime, format!("ONNX Runtime GetAvailableProviders failed: {message}")));
+            return Err(fail(
+                Exit::Runtime,
+                format!("ONNX Runtime GetAvailableProviders failed: {message}"),
+            ));
         }
         let mut names = Vec::new();
         if !list.is_null() {
@@ -104,7 +115,10 @@ fn available_providers() -> Result<Vec<String>> {
 fn library_version(library: &std::path::Path) -> Option<String> {
     let name = library.file_name()?.to_str()?;
     let version = name.split_once(".so.")?.1;
-    version.chars().all(|c| c.is_ascii_digit() || c == '.').then(|| version.to_string())
+    version
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.')
+        .then(|| version.to_string())
 }
 
 /// Everything `info` reports, as JSON (the text form is printed from it).
@@ -112,9 +126,15 @@ fn collect(bundle: &Bundle, ep: &EpFlags) -> Result<Value> {
     let m = bundle.manifest();
     // Sessions only to read declared inputs/outputs: no optimisation and no prepacking, so even a 7B
     // bundle opens quickly (weights stay memory-mapped).
-    let mut options = SessionOptions { opt_level: OptLevel::Disable, prepacking: false, ..SessionOptions::default() };
+    let mut options = SessionOptions {
+        opt_level: OptLevel::Disable,
+        prepacking: false,
+        ..SessionOptions::default()
+    };
     ep.apply(&mut options)?;
-    if options.provider != unimed_edge::ExecutionProvider::Cpu || !options.providers.ep.per_graph.is_empty() {
+    if options.provider != unimed_edge::ExecutionProvider::Cpu
+        || !options.providers.ep.per_graph.is_empty()
+    {
         // A GPU placement depends on the fusions a real run makes: optimise as a run does.
         options.opt_level = OptLevel::default();
     }
@@ -170,21 +190,38 @@ fn print_text(info: &Value) {
     let s = Style::stdout();
     let b = &info["bundle"];
     let model = &b["model"];
-    println!("{} {}", s.bold("bundle"), b["dir"].as_str().unwrap_or_default());
+    println!(
+        "{} {}",
+        s.bold("bundle"),
+        b["dir"].as_str().unwrap_or_default()
+    );
     println!(
         "  format version {}, manifest sha256 {}",
         b["identity"]["format_version"],
-        b["identity"]["manifest_sha256"].as_str().unwrap_or_default()
+        b["identity"]["manifest_sha256"]
+            .as_str()
+            .unwrap_or_default()
     );
-    println!("  total size {}", human_bytes(b["total_size"].as_u64().unwrap_or(0)));
+    println!(
+        "  total size {}",
+        human_bytes(b["total_size"].as_u64().unwrap_or(0))
+    );
     if let Some(dims) = model.as_object() {
         let line: Vec<String> = dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("  model {}", line.join(" "));
     }
-    let tasks: Vec<&str> = b["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let tasks: Vec<&str> = b["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     println!("  tasks {}", tasks.join(", "));
     if let Some(sets) = b["label_sets"].as_object() {
-        let line: Vec<String> = sets.iter().map(|(k, v)| format!("{k} ({v} labels)")).collect();
+        let line: Vec<String> = sets
+            .iter()
+            .map(|(k, v)| format!("{k} ({v} labels)"))
+            .collect();
         println!("  label sets {}", line.join(", "));
     }
     println!("  generation {}", b["generation"]);
@@ -193,7 +230,11 @@ fn print_text(info: &Value) {
         "  exported by unimed_export {} at {}{}",
         p["exporter_version"].as_str().unwrap_or("?"),
         p["created"].as_str().unwrap_or("?"),
-        if p["synthetic"].is_null() { "" } else { " (synthetic weights)" }
+        if p["synthetic"].is_null() {
+            ""
+        } else {
+            " (synthetic weights)"
+        }
     );
     if let Some(graphs) = info["graphs"].as_array() {
         for g in graphs {
@@ -207,10 +248,21 @@ fn print_text(info: &Value) {
             );
             let placed = &g["placement"];
             if let Some(provider) = placed["provider"].as_str() {
-                let nodes: Vec<String> =
-                    placed["nodes"].as_object().into_iter().flatten().map(|(ep, n)| format!("{ep} {n}")).collect();
-                let nodes = if nodes.is_empty() { String::new() } else { format!(" (nodes: {})", nodes.join(", ")) };
-                let fallback = placed["fallback"].as_str().map(|f| format!(" [fallback: {f}]")).unwrap_or_default();
+                let nodes: Vec<String> = placed["nodes"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(ep, n)| format!("{ep} {n}"))
+                    .collect();
+                let nodes = if nodes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (nodes: {})", nodes.join(", "))
+                };
+                let fallback = placed["fallback"]
+                    .as_str()
+                    .map(|f| format!(" [fallback: {f}]"))
+                    .unwrap_or_default();
                 println!("  provider {provider}{nodes}{fallback}");
             }
             for (side, key) in [("in ", "inputs"), ("out", "outputs")] {
@@ -232,7 +284,13 @@ fn print_text(info: &Value) {
         }
     }
     let e = &info["embed_tokens"];
-    println!("{} {} {} {}", s.bold("embed_tokens"), e["file"].as_str().unwrap_or_default(), e["dtype"], e["shape"]);
+    println!(
+        "{} {} {} {}",
+        s.bold("embed_tokens"),
+        e["file"].as_str().unwrap_or_default(),
+        e["dtype"],
+        e["shape"]
+    );
     let o = &info["onnxruntime"];
     println!(
         "{} {} ({})",
@@ -241,7 +299,12 @@ fn print_text(info: &Value) {
         o["library"].as_str().unwrap_or_default()
     );
     println!("  build {}", o["build"].as_str().unwrap_or_default());
-    let providers: Vec<&str> = o["providers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let providers: Vec<&str> = o["providers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     println!("  execution providers {}", providers.join(", "));
 }
 

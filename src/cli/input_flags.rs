@@ -17,7 +17,12 @@ use super::hash::sha256_file;
 #[derive(Debug, Clone, Default, Args)]
 pub struct InputFlags {
     /// DICOM: VOI window "CENTER,WIDTH" in modality units (HU for CT), e.g. 40,400 or -600,1500; beats the file's
-    #[arg(long, value_name = "C,W", allow_hyphen_values = true, conflicts_with = "preset")]
+    #[arg(
+        long,
+        value_name = "C,W",
+        allow_hyphen_values = true,
+        conflicts_with = "preset"
+    )]
     pub window: Option<Window>,
     /// DICOM: named CT window: lung (-600,1500), mediastinum (50,350), bone (400,1800), brain (40,80),
     /// soft-tissue (50,400)
@@ -58,8 +63,17 @@ pub struct LoadedInput {
 /// Hashes and decodes `path`.
 pub fn load(path: &Path, options: &InputOptions) -> Result<LoadedInput> {
     let start = Instant::now();
-    let (sha256, bytes) =
-        sha256_file(path).map_err(|e| fail(Exit::Input, format!("cannot read input {}: {e}", path.display())))?;
+    let (sha256, bytes) = sha256_file(path).map_err(|e| {
+        fail(
+            Exit::Input,
+            format!("cannot read input {}: {e}", path.display()),
+        )
+    })?;
     let image = load_image(path, options)?;
-    Ok(LoadedInput { image, sha256, bytes, decode: start.elapsed() })
+    Ok(LoadedInput {
+        image,
+        sha256,
+        bytes,
+        decode: start.elapsed(),
+    })
 }

@@ -3,6 +3,7 @@
 
 mod atomic;
 mod batch;
+mod bench;
 mod draw;
 mod ep_flags;
 pub mod exit_codes;
@@ -13,7 +14,6 @@ mod model_arg;
 pub mod output;
 mod record;
 mod results;
-mod bench;
 mod run;
 mod verify;
 

@@ -30,7 +30,9 @@ impl ModelArg {
             return Ok(dir.clone());
         }
         let cwd = std::env::current_dir().ok();
-        let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf));
         let roots = cwd.iter().chain(exe_dir.iter()).flat_map(|d| d.ancestors());
         for root in roots {
             let candidate = root.join(SETUP_BUNDLE);

@@ -36,11 +36,15 @@ pub struct Style {
 
 impl Style {
     pub fn stderr() -> Self {
-        Style { color: stderr_color() }
+        Style {
+            color: stderr_color(),
+        }
     }
 
     pub fn stdout() -> Self {
-        Style { color: stdout_color() }
+        Style {
+            color: stdout_color(),
+        }
     }
 
     fn paint(self, code: &str, text: &str) -> String {

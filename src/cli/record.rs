@@ -21,8 +21,8 @@ pub const SCHEMA: &str = "unimed-result/1";
 /// of the bundle, so one hash pins all weights.
 pub fn model_identity(bundle: &Bundle) -> Result<Value> {
     let path = bundle.manifest_path();
-    let (sha256, _) =
-        sha256_file(&path).map_err(|e| fail(Exit::Model, format!("cannot read {}: {e}", path.display())))?;
+    let (sha256, _) = sha256_file(&path)
+        .map_err(|e| fail(Exit::Model, format!("cannot read {}: {e}", path.display())))?;
     let m = bundle.manifest();
     Ok(json!({
         "manifest_sha256": sha256,
@@ -38,7 +38,11 @@ pub fn generation(params: &GenerationParams, default_max_new_tokens: usize) -> V
     let s = &params.sampling;
     let sampling = match &s.sampling {
         Sampling::Greedy => json!({"mode": "greedy"}),
-        Sampling::Random { temperature, top_k, top_p } => {
+        Sampling::Random {
+            temperature,
+            top_k,
+            top_p,
+        } => {
             json!({"mode": "sample", "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": s.seed})
         }
     };
@@ -52,7 +56,8 @@ pub fn generation(params: &GenerationParams, default_max_new_tokens: usize) -> V
 /// What is known about an input: its hash, size and decoded format (no path, no patient data).
 pub fn input(loaded: &LoadedInput) -> Value {
     let (width, height) = loaded.image.rgb.dimensions();
-    let mut v = json!({"sha256": loaded.sha256, "bytes": loaded.bytes, "width": width, "height": height});
+    let mut v =
+        json!({"sha256": loaded.sha256, "bytes": loaded.bytes, "width": width, "height": height});
     match &loaded.image.kind {
         SourceKind::Raster(format) => {
             v["format"] = json!(format.name());

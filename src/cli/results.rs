@@ -35,7 +35,9 @@ impl ResultLog {
             .append(true)
             .create(true)
             .open(path)
-            .with_context(|| format!("cannot open results file {} for appending", path.display()))?;
+            .with_context(|| {
+                format!("cannot open results file {} for appending", path.display())
+            })?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .with_context(|| format!("cannot read results file {}", path.display()))?;
@@ -48,7 +50,9 @@ impl ResultLog {
                 continue;
             }
             let record = serde_json::from_slice::<serde_json::Value>(line).ok();
-            let id = record.as_ref().and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+            let id = record
+                .as_ref()
+                .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
             match id {
                 Some(id) => {
                     if record.as_ref().is_some_and(is_error_record) {
@@ -66,10 +70,16 @@ impl ResultLog {
         }
         if complete < bytes.len() {
             // A torn last line from a killed run: drop it, the request will simply run again.
-            file.set_len(complete as u64)
-                .with_context(|| format!("cannot truncate the torn last line of {}", path.display()))?;
+            file.set_len(complete as u64).with_context(|| {
+                format!("cannot truncate the torn last line of {}", path.display())
+            })?;
         }
-        Ok(Self { path: path.to_owned(), file, done, failed })
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            done,
+            failed,
+        })
     }
 
     pub fn is_done(&self, id: &str) -> bool {
@@ -91,7 +101,10 @@ impl ResultLog {
         let mut line = serde_json::to_vec(record).context("cannot serialise a result record")?;
         line.push(b'\n');
         let before = self.file.metadata().map(|m| m.len());
-        let written = self.file.write_all(&line).and_then(|()| self.file.sync_data());
+        let written = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data());
         if written.is_err() {
             // A write cut short (disk full, quota) must not leave half a line: cut back to the last
             // complete record, so the file stays valid even if this process never runs again.
@@ -99,7 +112,12 @@ impl ResultLog {
                 let _ = self.file.set_len(len);
             }
         }
-        written.with_context(|| format!("cannot write a result to {} (disk full or not writable?)", self.path.display()))?;
+        written.with_context(|| {
+            format!(
+                "cannot write a result to {} (disk full or not writable?)",
+                self.path.display()
+            )
+        })?;
         self.done.insert(id.to_owned());
         if is_error_record(record) {
             self.failed.insert(id.to_owned());
@@ -114,7 +132,8 @@ mod tests {
     use serde_json::json;
 
     fn temp_path(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("unimed-results-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("unimed-results-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
         dir
     }
@@ -129,7 +148,10 @@ mod tests {
         assert!(!log.is_failed("a"));
         log.append("b", &json!({"id": "b", "text": "y"}))?;
         let text = std::fs::read_to_string(&path)?;
-        assert_eq!(text, "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n");
+        assert_eq!(
+            text,
+            "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n"
+        );
         std::fs::remove_file(&path)?;
         Ok(())
     }
@@ -139,7 +161,10 @@ mod tests {
         let path = temp_path("failed");
         let mut log = ResultLog::open(&path)?;
         log.append("a", &json!({"id": "a", "text": "x"}))?;
-        log.append("b", &json!({"id": "b", "error": {"kind": "input", "message": "m"}}))?;
+        log.append(
+            "b",
+            &json!({"id": "b", "error": {"kind": "input", "message": "m"}}),
+        )?;
         assert!(log.is_failed("b") && !log.is_failed("a"));
         drop(log);
         let log = ResultLog::open(&path)?;
@@ -153,7 +178,10 @@ mod tests {
     fn refuses_a_foreign_file() -> Result<()> {
         let path = temp_path("foreign");
         std::fs::write(&path, b"hello world\n")?;
-        let err = ResultLog::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = ResultLog::open(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("line 1"), "{err}");
         assert_eq!(std::fs::read(&path)?, b"hello world\n");
         std::fs::remove_file(&path)?;

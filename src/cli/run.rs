@@ -15,8 +15,8 @@ use unimed_edge::{
     RunOptions, Sampling, SamplingParams, Task,
 };
 
-use super::exit_codes::{fail, Exit};
 use super::ep_flags::{self, EpFlags};
+use super::exit_codes::{fail, Exit};
 use super::input_flags::{self, InputFlags};
 use super::model_arg::ModelArg;
 use super::{atomic, draw, output, record};
@@ -103,19 +103,37 @@ pub struct RunArgs {
 
 /// Fails early (before a long run) when an output file's folder does not exist.
 fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if dir.is_dir() {
         Ok(())
     } else {
-        let problem = if dir.exists() { "is not a folder" } else { "does not exist" };
-        Err(fail(Exit::Output, format!("{flag} {}: folder {} {problem}", path.display(), dir.display())))
+        let problem = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        Err(fail(
+            Exit::Output,
+            format!(
+                "{flag} {}: folder {} {problem}",
+                path.display(),
+                dir.display()
+            ),
+        ))
     }
 }
 
 fn parse_box(s: &str) -> Result<[f64; 4]> {
     let v: Vec<f64> = s
         .split(',')
-        .map(|x| x.trim().parse::<f64>().with_context(|| format!("--box {s:?}: {x:?} is not a number")))
+        .map(|x| {
+            x.trim()
+                .parse::<f64>()
+                .with_context(|| format!("--box {s:?}: {x:?} is not a number"))
+        })
         .collect::<Result<_>>()?;
     match v.as_slice() {
         [a, b, c, d] => Ok([*a, *b, *c, *d]),
@@ -127,7 +145,11 @@ fn sampling(args: &RunArgs) -> SamplingParams {
     let random = args.temperature.is_some() || args.top_k.is_some() || args.top_p.is_some();
     SamplingParams {
         sampling: if random {
-            Sampling::Random { temperature: args.temperature.unwrap_or(1.0), top_k: args.top_k, top_p: args.top_p }
+            Sampling::Random {
+                temperature: args.temperature.unwrap_or(1.0),
+                top_k: args.top_k,
+                top_p: args.top_p,
+            }
         } else {
             Sampling::Greedy
         },
@@ -154,20 +176,37 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Err(fail(Exit::Usage, "--draw needs an image (--image PATH)"));
     }
     let model_dir = args.model.dir()?;
-    let mut engine = Engine::load(&model_dir, &options).with_context(|| format!("loading {}", model_dir.display()))?;
+    let mut engine = Engine::load(&model_dir, &options)
+        .with_context(|| format!("loading {}", model_dir.display()))?;
 
     let mut request = Request::new(task);
-    let loaded = args.image.as_deref().map(|p| input_flags::load(p, &args.input.options())).transpose()?;
-    request.image = loaded.as_ref().map(|l| ImageSource::Loaded(l.image.clone()));
+    let loaded = args
+        .image
+        .as_deref()
+        .map(|p| input_flags::load(p, &args.input.options()))
+        .transpose()?;
+    request.image = loaded
+        .as_ref()
+        .map(|l| ImageSource::Loaded(l.image.clone()));
     request.text = args.text.clone();
-    request.bbox = args.bbox.as_deref().map(parse_box).transpose().map_err(|e| fail(Exit::Usage, format!("{e:#}")))?;
+    request.bbox = args
+        .bbox
+        .as_deref()
+        .map(parse_box)
+        .transpose()
+        .map_err(|e| fail(Exit::Usage, format!("{e:#}")))?;
     request.labels = match (&args.label_set, &args.labels) {
         (Some(set), _) => Some(Labels::Set(set.clone())),
         (None, Some(list)) => Some(Labels::Custom(list.clone())),
         (None, None) => None,
     };
-    request.generation = GenerationParams { max_new_tokens: args.max_new_tokens, sampling: sampling(&args) };
-    let run_opts = RunOptions { dump_tensors: args.dump_tensors.clone() };
+    request.generation = GenerationParams {
+        max_new_tokens: args.max_new_tokens,
+        sampling: sampling(&args),
+    };
+    let run_opts = RunOptions {
+        dump_tensors: args.dump_tensors.clone(),
+    };
 
     let stdout = std::io::stdout();
     let out: Output = if args.json || args.out.is_some() {
@@ -183,9 +222,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         out
     };
     if let (Some(path), Some(l)) = (&args.draw, &loaded) {
-        let bbox = if task == Task::Reg { request.bbox } else { out.bbox };
+        let bbox = if task == Task::Reg {
+            request.bbox
+        } else {
+            out.bbox
+        };
         if task == Task::Rec && bbox.is_none() {
-            output::warn(&format!("the answer is not a box; {} shows the image without one", path.display()));
+            output::warn(&format!(
+                "the answer is not a box; {} shows the image without one",
+                path.display()
+            ));
         }
         draw::write(path, &l.image.rgb, bbox)?;
     }
@@ -193,7 +239,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let m = engine.bundle().manifest();
         let generation = record::generation(&request.generation, m.generation.max_new_tokens);
         let model = record::model_identity(engine.bundle())?;
-        let mut rec = record::result(None, &out, loaded.as_ref(), &model, generation, m.model.num_image_tokens);
+        let mut rec = record::result(
+            None,
+            &out,
+            loaded.as_ref(),
+            &model,
+            generation,
+            m.model.num_image_tokens,
+        );
         rec["providers"] = ep_flags::placements_json();
         Some(serde_json::to_string(&rec)?)
     } else {

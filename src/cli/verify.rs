@@ -76,7 +76,11 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
             human_bytes(report.total_bytes),
             report.elapsed.as_secs_f64(),
             report.mb_per_s(),
-            if ok { "all match".to_string() } else { format!("{bad} do not match the manifest") }
+            if ok {
+                "all match".to_string()
+            } else {
+                format!("{bad} do not match the manifest")
+            }
         );
     }
     if ok {

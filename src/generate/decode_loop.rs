@@ -104,5 +104,11 @@ pub fn generate(
         logits = decoder.step(cache, row, 1)?;
         steps.push(t.elapsed());
     };
-    Ok(Generated { ids, stop_reason, first_logits, prefill, steps })
+    Ok(Generated {
+        ids,
+        stop_reason,
+        first_logits,
+        prefill,
+        steps,
+    })
 }

@@ -35,7 +35,11 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { sampling: Sampling::Greedy, repetition_penalty: 1.0, seed: 0 }
+        SamplingParams {
+            sampling: Sampling::Greedy,
+            repetition_penalty: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -46,11 +50,20 @@ impl SamplingParams {
     pub fn validate(&self) -> Result<(), String> {
         let p = self.repetition_penalty;
         if !(p.is_finite() && p > 0.0) {
-            return Err(format!("repetition penalty {p}: expected a finite number > 0 (1 = off)"));
+            return Err(format!(
+                "repetition penalty {p}: expected a finite number > 0 (1 = off)"
+            ));
         }
-        if let Sampling::Random { temperature, top_k, top_p } = self.sampling {
+        if let Sampling::Random {
+            temperature,
+            top_k,
+            top_p,
+        } = self.sampling
+        {
             if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(format!("temperature {temperature}: expected a finite number > 0"));
+                return Err(format!(
+                    "temperature {temperature}: expected a finite number > 0"
+                ));
             }
             if top_k == Some(0) {
                 return Err("top-k 0: expected at least 1".to_string());
@@ -81,7 +94,11 @@ impl Sampler {
         apply_repetition_penalty(logits, previous, self.params.repetition_penalty);
         match self.params.sampling {
             Sampling::Greedy => argmax(logits),
-            Sampling::Random { temperature, top_k, top_p } => {
+            Sampling::Random {
+                temperature,
+                top_k,
+                top_p,
+            } => {
                 let dist = distribution(logits, temperature, top_k, top_p);
                 let u: f32 = self.rng.random();
                 draw(&dist, u)
@@ -119,9 +136,18 @@ pub fn apply_repetition_penalty(logits: &mut [f32], previous: &[u32], penalty: f
 
 /// The sampling distribution: `(id, probability)` sorted by decreasing probability (ties by id),
 /// after temperature, top-k and top-p, renormalised.
-pub fn distribution(logits: &[f32], temperature: f32, top_k: Option<usize>, top_p: Option<f32>) -> Vec<(u32, f32)> {
+pub fn distribution(
+    logits: &[f32],
+    temperature: f32,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+) -> Vec<(u32, f32)> {
     let t = if temperature > 0.0 { temperature } else { 1.0 };
-    let mut items: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, l)| (i as u32, l / t)).collect();
+    let mut items: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u32, l / t))
+        .collect();
     items.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if let Some(k) = top_k.filter(|k| *k > 0) {
         items.truncate(k);
@@ -172,7 +198,10 @@ mod tests {
     use super::*;
 
     fn close(a: &[(u32, f32)], b: &[(u32, f32)]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() < 1e-4)
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() < 1e-4)
     }
 
     #[test]
@@ -203,8 +232,14 @@ mod tests {
     fn temperature_sharpens() {
         // logits [0, ln 2]: T=1 → 1/3, 2/3; T=0.5 → logits [0, 2 ln 2] → 1/5, 4/5.
         let logits = [0.0f32, 2.0f32.ln()];
-        assert!(close(&distribution(&logits, 1.0, None, None), &[(1, 2.0 / 3.0), (0, 1.0 / 3.0)]));
-        assert!(close(&distribution(&logits, 0.5, None, None), &[(1, 0.8), (0, 0.2)]));
+        assert!(close(
+            &distribution(&logits, 1.0, None, None),
+            &[(1, 2.0 / 3.0), (0, 1.0 / 3.0)]
+        ));
+        assert!(close(
+            &distribution(&logits, 0.5, None, None),
+            &[(1, 0.8), (0, 0.2)]
+        ));
     }
 
     #[test]
@@ -232,16 +267,25 @@ mod tests {
     fn seeded_sampling_is_reproducible() {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
         let p = SamplingParams {
-            sampling: Sampling::Random { temperature: 0.8, top_k: Some(20), top_p: Some(0.9) },
+            sampling: Sampling::Random {
+                temperature: 0.8,
+                top_k: Some(20),
+                top_p: Some(0.9),
+            },
             repetition_penalty: 1.0,
             seed: 42,
         };
         let run = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone());
-            (0..20).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(&p), run(&p));
-        let other = SamplingParams { seed: 43, ..p.clone() };
+        let other = SamplingParams {
+            seed: 43,
+            ..p.clone()
+        };
         assert_ne!(run(&p), run(&other));
     }
 }

@@ -43,22 +43,38 @@ impl ConnectorGraph {
         let m = &manifest.model;
         let session = create_session(GRAPH, model, opts)?;
         let n = dim(m.num_image_tokens, "model.num_image_tokens");
-        check_outlet(GRAPH, &session, Side::Input, &spec.inputs.image_features, "graphs.connector.inputs.image_features", &[
-            None,
-            n,
-            dim(m.image_feature_dim, "model.image_feature_dim"),
-        ])?;
-        check_outlet(GRAPH, &session, Side::Input, &spec.inputs.task_id, "graphs.connector.inputs.task_id", &[None])?;
-        check_outlet(GRAPH, &session, Side::Output, &spec.outputs.image_embeds, "graphs.connector.outputs.image_embeds", &[
-            None,
-            n,
-            dim(m.hidden_size, "model.hidden_size"),
-        ])?;
-        check_outlet(GRAPH, &session, Side::Output, &spec.outputs.routing_weights, "graphs.connector.outputs.routing_weights", &[
-            None,
-            n,
-            dim(m.num_experts, "model.num_experts"),
-        ])?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Input,
+            &spec.inputs.image_features,
+            "graphs.connector.inputs.image_features",
+            &[None, n, dim(m.image_feature_dim, "model.image_feature_dim")],
+        )?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Input,
+            &spec.inputs.task_id,
+            "graphs.connector.inputs.task_id",
+            &[None],
+        )?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Output,
+            &spec.outputs.image_embeds,
+            "graphs.connector.outputs.image_embeds",
+            &[None, n, dim(m.hidden_size, "model.hidden_size")],
+        )?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Output,
+            &spec.outputs.routing_weights,
+            "graphs.connector.outputs.routing_weights",
+            &[None, n, dim(m.num_experts, "model.num_experts")],
+        )?;
         Ok(ConnectorGraph {
             session,
             in_features: spec.inputs.image_features.clone(),
@@ -79,7 +95,12 @@ impl ConnectorGraph {
             .iter()
             .position(|t| t == connector_task)
             .map(|i| i as i64)
-            .ok_or_else(|| Error::Request(format!("connector task \"{connector_task}\" is not in graphs.connector.tasks {:?}", self.tasks)))
+            .ok_or_else(|| {
+                Error::Request(format!(
+                    "connector task \"{connector_task}\" is not in graphs.connector.tasks {:?}",
+                    self.tasks
+                ))
+            })
     }
 
     /// Runs the connector on `[N,F]` features for one connector task.
@@ -89,23 +110,45 @@ impl ConnectorGraph {
             return Err(Error::Tensor {
                 stage: GRAPH.into(),
                 tensor: self.in_features.clone(),
-                expected: format!("{want} floats ([1,{},{}])", self.num_tokens, self.feature_dim),
+                expected: format!(
+                    "{want} floats ([1,{},{}])",
+                    self.num_tokens, self.feature_dim
+                ),
                 actual: format!("{} floats", image_features.len()),
             });
         }
         let task_id = [self.task_id(connector_task)?];
-        let features = TensorRef::from_array_view(([1usize, self.num_tokens, self.feature_dim], image_features))
+        let features = TensorRef::from_array_view((
+            [1usize, self.num_tokens, self.feature_dim],
+            image_features,
+        ))
+        .map_err(|e| Error::ort(GRAPH, e))?;
+        let task = TensorRef::from_array_view(([1usize], &task_id[..]))
             .map_err(|e| Error::ort(GRAPH, e))?;
-        let task = TensorRef::from_array_view(([1usize], &task_id[..])).map_err(|e| Error::ort(GRAPH, e))?;
         let outputs = self
             .session
             .run(ort::inputs![self.in_features.as_str() => features, self.in_task.as_str() => task])
             .map_err(|e| Error::ort(GRAPH, e))?;
-        let get = |name: &str| outputs.get(name).ok_or_else(|| Error::ort(GRAPH, format!("no output `{name}`")));
-        let (_, image_embeds) =
-            extract_f32(GRAPH, &self.out_embeds, get(&self.out_embeds)?, &[Some(1), Some(self.num_tokens), Some(self.hidden)])?;
-        let (_, routing_weights) =
-            extract_f32(GRAPH, &self.out_routing, get(&self.out_routing)?, &[Some(1), Some(self.num_tokens), Some(self.experts)])?;
-        Ok(ConnectorOutput { image_embeds, routing_weights })
+        let get = |name: &str| {
+            outputs
+                .get(name)
+                .ok_or_else(|| Error::ort(GRAPH, format!("no output `{name}`")))
+        };
+        let (_, image_embeds) = extract_f32(
+            GRAPH,
+            &self.out_embeds,
+            get(&self.out_embeds)?,
+            &[Some(1), Some(self.num_tokens), Some(self.hidden)],
+        )?;
+        let (_, routing_weights) = extract_f32(
+            GRAPH,
+            &self.out_routing,
+            get(&self.out_routing)?,
+            &[Some(1), Some(self.num_tokens), Some(self.experts)],
+        )?;
+        Ok(ConnectorOutput {
+            image_embeds,
+            routing_weights,
+        })
     }
 }

@@ -41,7 +41,9 @@ struct Names {
 }
 
 fn per_layer(template: &str, layers: usize) -> Vec<String> {
-    (0..layers).map(|i| template.replacen(PH_LAYER, &i.to_string(), 1)).collect()
+    (0..layers)
+        .map(|i| template.replacen(PH_LAYER, &i.to_string(), 1))
+        .collect()
 }
 
 /// The decoder session and its step function.
@@ -65,7 +67,10 @@ impl DecoderGraph {
         let dtype = IoDtype::from_manifest(&spec.io_dtype).ok_or_else(|| Error::Bundle {
             path: model.to_path_buf(),
             field: "graphs.decoder.io_dtype".into(),
-            message: format!("expected \"float32\" or \"float16\", got \"{}\"", spec.io_dtype),
+            message: format!(
+                "expected \"float32\" or \"float16\", got \"{}\"",
+                spec.io_dtype
+            ),
         })?;
         let session = create_session(GRAPH, model, opts)?;
         let names = Names {
@@ -77,23 +82,57 @@ impl DecoderGraph {
             present_keys: per_layer(&spec.outputs.present_key, m.num_layers),
             present_values: per_layer(&spec.outputs.present_value, m.num_layers),
         };
-        check_outlet(GRAPH, &session, Side::Input, &names.inputs_embeds, "graphs.decoder.inputs.inputs_embeds", &[
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Input,
+            &names.inputs_embeds,
+            "graphs.decoder.inputs.inputs_embeds",
+            &[None, None, dim(m.hidden_size, "model.hidden_size")],
+        )?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Input,
+            &names.attention_mask,
+            "graphs.decoder.inputs.attention_mask",
+            &[None, None],
+        )?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Output,
+            &names.logits,
+            "graphs.decoder.outputs.logits",
+            &[None, None, dim(m.vocab_size, "model.vocab_size")],
+        )?;
+        let kv_dims = [
             None,
+            dim(m.num_kv_heads, "model.num_kv_heads"),
             None,
-            dim(m.hidden_size, "model.hidden_size"),
-        ])?;
-        check_outlet(GRAPH, &session, Side::Input, &names.attention_mask, "graphs.decoder.inputs.attention_mask", &[None, None])?;
-        check_outlet(GRAPH, &session, Side::Output, &names.logits, "graphs.decoder.outputs.logits", &[
-            None,
-            None,
-            dim(m.vocab_size, "model.vocab_size"),
-        ])?;
-        let kv_dims = [None, dim(m.num_kv_heads, "model.num_kv_heads"), None, dim(m.head_dim, "model.head_dim")];
+            dim(m.head_dim, "model.head_dim"),
+        ];
         for (list, side, field) in [
-            (&names.past_keys, Side::Input, "graphs.decoder.inputs.past_key"),
-            (&names.past_values, Side::Input, "graphs.decoder.inputs.past_value"),
-            (&names.present_keys, Side::Output, "graphs.decoder.outputs.present_key"),
-            (&names.present_values, Side::Output, "graphs.decoder.outputs.present_value"),
+            (
+                &names.past_keys,
+                Side::Input,
+                "graphs.decoder.inputs.past_key",
+            ),
+            (
+                &names.past_values,
+                Side::Input,
+                "graphs.decoder.inputs.past_value",
+            ),
+            (
+                &names.present_keys,
+                Side::Output,
+                "graphs.decoder.outputs.present_key",
+            ),
+            (
+                &names.present_values,
+                Side::Output,
+                "graphs.decoder.outputs.present_value",
+            ),
         ] {
             for name in list.iter() {
                 check_outlet(GRAPH, &session, side, name, field, &kv_dims)?;
@@ -125,7 +164,12 @@ impl DecoderGraph {
         Ok(DecoderGraph {
             session,
             names,
-            kv: KvShape { num_layers: m.num_layers, kv_heads: m.num_kv_heads, head_dim: m.head_dim, dtype },
+            kv: KvShape {
+                num_layers: m.num_layers,
+                kv_heads: m.num_kv_heads,
+                head_dim: m.head_dim,
+                dtype,
+            },
             dtype,
             hidden: m.hidden_size,
             vocab: m.vocab_size,
@@ -169,7 +213,12 @@ impl DecoderGraph {
 
     /// Runs `seq_len` positions (`embeds` is row-major `[seq_len, H]`) on top of `cache`, appends them
     /// to the cache and returns the logits of the last position (`V` floats).
-    pub fn step(&mut self, cache: &mut KvCache, embeds: Vec<f32>, seq_len: usize) -> Result<Vec<f32>> {
+    pub fn step(
+        &mut self,
+        cache: &mut KvCache,
+        embeds: Vec<f32>,
+        seq_len: usize,
+    ) -> Result<Vec<f32>> {
         if seq_len == 0 || embeds.len() != seq_len * self.hidden {
             return Err(Error::Tensor {
                 stage: GRAPH.into(),
@@ -179,7 +228,10 @@ impl DecoderGraph {
             });
         }
         let total = cache.len() + seq_len;
-        let limit = cache.capacity().unwrap_or(self.context_length).min(self.context_length);
+        let limit = cache
+            .capacity()
+            .unwrap_or(self.context_length)
+            .min(self.context_length);
         if total > limit {
             return Err(Error::Request(format!(
                 "sequence of {total} positions exceeds the decoder's limit of {limit} (context_length {})",
@@ -198,53 +250,81 @@ impl DecoderGraph {
         }
         .map_err(|e| Error::ort(stage(), e))?;
         // Its length tells the graph the total sequence length (past + new).
-        let mask = Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(|e| Error::ort(stage(), e))?;
+        let mask = Tensor::from_array(([1usize, total], vec![1i64; total]))
+            .map_err(|e| Error::ort(stage(), e))?;
         let dtype = self.dtype;
         // In-place mode: the buffer addresses the binding must point at (unused in moved mode).
-        let ptrs = if cache.is_shared() { cache.buffer_ptrs() } else { Vec::new() };
+        let ptrs = if cache.is_shared() {
+            cache.buffer_ptrs()
+        } else {
+            Vec::new()
+        };
         let logits = match &mut cache.storage {
             KvStorage::Shared { layers, .. } => {
-                let rebind = self.binding.as_ref().is_none_or(|(_, bound)| *bound != ptrs);
+                let rebind = self
+                    .binding
+                    .as_ref()
+                    .is_none_or(|(_, bound)| *bound != ptrs);
                 if rebind {
-                    self.binding = Some((bind_cache(&self.session, &self.names, layers)?, ptrs.clone()));
+                    self.binding = Some((
+                        bind_cache(&self.session, &self.names, layers)?,
+                        ptrs.clone(),
+                    ));
                 }
                 let Some((binding, _)) = self.binding.as_mut() else {
                     return Err(Error::ort(stage(), "IoBinding missing after binding"));
                 };
-                binding.bind_input(&self.names.inputs_embeds, &embeds).map_err(|e| Error::ort(stage(), e))?;
-                binding.bind_input(&self.names.attention_mask, &mask).map_err(|e| Error::ort(stage(), e))?;
+                binding
+                    .bind_input(&self.names.inputs_embeds, &embeds)
+                    .map_err(|e| Error::ort(stage(), e))?;
+                binding
+                    .bind_input(&self.names.attention_mask, &mask)
+                    .map_err(|e| Error::ort(stage(), e))?;
                 // Rebound every step: once run, a device-bound output keeps the previous run's tensor,
                 // whose shape ([1,S,V] after the prefill) would be imposed on the next run.
                 bind_logits(binding, &self.names.logits).map_err(|e| Error::ort(stage(), e))?;
-                let outputs = self.session.run_binding(binding).map_err(|e| Error::ort(stage(), e))?;
+                let outputs = self
+                    .session
+                    .run_binding(binding)
+                    .map_err(|e| Error::ort(stage(), e))?;
                 check_in_place(&self.names, &outputs, &ptrs, &stage())?;
-                let value = outputs
-                    .get(&self.names.logits)
-                    .ok_or_else(|| Error::ort(stage(), format!("no output `{}`", self.names.logits)))?;
+                let value = outputs.get(&self.names.logits).ok_or_else(|| {
+                    Error::ort(stage(), format!("no output `{}`", self.names.logits))
+                })?;
                 last_row(value, dtype, self.vocab, &self.names.logits, &stage())?
             }
             KvStorage::Moved { layers } => {
-                let mut inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)> =
-                    Vec::with_capacity(2 + 2 * layers.len());
+                let mut inputs: Vec<(
+                    std::borrow::Cow<'_, str>,
+                    ort::session::SessionInputValue<'_>,
+                )> = Vec::with_capacity(2 + 2 * layers.len());
                 inputs.push((self.names.inputs_embeds.as_str().into(), (&embeds).into()));
                 inputs.push((self.names.attention_mask.as_str().into(), (&mask).into()));
                 for (i, (k, v)) in layers.iter().enumerate() {
                     inputs.push((self.names.past_keys[i].as_str().into(), k.into()));
                     inputs.push((self.names.past_values[i].as_str().into(), v.into()));
                 }
-                let mut outputs = self.session.run(inputs).map_err(|e| Error::ort(stage(), e))?;
-                let value = outputs
-                    .get(&self.names.logits)
-                    .ok_or_else(|| Error::ort(stage(), format!("no output `{}`", self.names.logits)))?;
+                let mut outputs = self
+                    .session
+                    .run(inputs)
+                    .map_err(|e| Error::ort(stage(), e))?;
+                let value = outputs.get(&self.names.logits).ok_or_else(|| {
+                    Error::ort(stage(), format!("no output `{}`", self.names.logits))
+                })?;
                 let logits = last_row(value, dtype, self.vocab, &self.names.logits, &stage())?;
                 let mut next = Vec::with_capacity(layers.len());
                 for i in 0..layers.len() {
                     let mut take = |name: &str| -> Result<DynValue> {
-                        let v = outputs.remove(name).ok_or_else(|| Error::ort(stage(), format!("no output `{name}`")))?;
+                        let v = outputs
+                            .remove(name)
+                            .ok_or_else(|| Error::ort(stage(), format!("no output `{name}`")))?;
                         check_present_len(&v, total, name, &stage())?;
                         Ok(v)
                     };
-                    next.push((take(&self.names.present_keys[i])?, take(&self.names.present_values[i])?));
+                    next.push((
+                        take(&self.names.present_keys[i])?,
+                        take(&self.names.present_values[i])?,
+                    ));
                 }
                 drop(outputs);
                 *layers = next;
@@ -257,31 +337,61 @@ impl DecoderGraph {
 }
 
 /// Binds every layer's buffer as both its past input and its present output.
-fn bind_cache(session: &Session, names: &Names, layers: &mut [(DynTensor, DynTensor)]) -> Result<IoBinding> {
+fn bind_cache(
+    session: &Session,
+    names: &Names,
+    layers: &mut [(DynTensor, DynTensor)],
+) -> Result<IoBinding> {
     let stage = "decoder: binding the KV cache";
     let mut binding = session.create_binding().map_err(|e| Error::ort(stage, e))?;
     for (i, (k, v)) in layers.iter_mut().enumerate() {
-        binding.bind_input(&names.past_keys[i], &*k).map_err(|e| Error::ort(stage, e))?;
-        binding.bind_input(&names.past_values[i], &*v).map_err(|e| Error::ort(stage, e))?;
-        binding.bind_output(&names.present_keys[i], &mut *k).map_err(|e| Error::ort(stage, e))?;
-        binding.bind_output(&names.present_values[i], &mut *v).map_err(|e| Error::ort(stage, e))?;
+        binding
+            .bind_input(&names.past_keys[i], &*k)
+            .map_err(|e| Error::ort(stage, e))?;
+        binding
+            .bind_input(&names.past_values[i], &*v)
+            .map_err(|e| Error::ort(stage, e))?;
+        binding
+            .bind_output(&names.present_keys[i], &mut *k)
+            .map_err(|e| Error::ort(stage, e))?;
+        binding
+            .bind_output(&names.present_values[i], &mut *v)
+            .map_err(|e| Error::ort(stage, e))?;
     }
     Ok(binding)
 }
 
 /// Lets ONNX Runtime allocate `logits` in CPU memory for the coming run.
 fn bind_logits(binding: &mut IoBinding, name: &str) -> std::result::Result<(), ort::Error> {
-    let cpu = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::CPUOutput)?;
+    let cpu = MemoryInfo::new(
+        AllocationDevice::CPU,
+        0,
+        AllocatorType::Device,
+        MemoryType::CPUOutput,
+    )?;
     binding.bind_output_to_device(name, &cpu)
 }
 
 /// The presents ONNX Runtime returns must be the cache buffers themselves.
-fn check_in_place(names: &Names, outputs: &ort::session::SessionOutputs<'_>, ptrs: &[usize], stage: &str) -> Result<()> {
-    for (i, (k, v)) in names.present_keys.iter().zip(&names.present_values).enumerate() {
+fn check_in_place(
+    names: &Names,
+    outputs: &ort::session::SessionOutputs<'_>,
+    ptrs: &[usize],
+    stage: &str,
+) -> Result<()> {
+    for (i, (k, v)) in names
+        .present_keys
+        .iter()
+        .zip(&names.present_values)
+        .enumerate()
+    {
         for (j, name) in [k, v].into_iter().enumerate() {
-            let got = outputs
-                .get(name)
-                .and_then(|val| val.view().downcast::<DynTensorValueType>().ok().map(|t| t.data_ptr() as usize));
+            let got = outputs.get(name).and_then(|val| {
+                val.view()
+                    .downcast::<DynTensorValueType>()
+                    .ok()
+                    .map(|t| t.data_ptr() as usize)
+            });
             if got != Some(ptrs[2 * i + j]) {
                 return Err(Error::Tensor {
                     stage: stage.to_string(),
@@ -315,7 +425,13 @@ fn check_present_len(value: &DynValue, total: usize, name: &str, stage: &str) ->
 
 /// The last position's `V` logits of a `[1, S, V]` tensor, as f32 (float16 logits are widened, which
 /// is exact, so argmax and sampling see the graph's values).
-fn last_row(value: &DynValue, dtype: IoDtype, vocab: usize, name: &str, stage: &str) -> Result<Vec<f32>> {
+fn last_row(
+    value: &DynValue,
+    dtype: IoDtype,
+    vocab: usize,
+    name: &str,
+    stage: &str,
+) -> Result<Vec<f32>> {
     let type_error = |e: ort::Error| Error::Tensor {
         stage: stage.to_string(),
         tensor: name.to_string(),
@@ -328,7 +444,8 @@ fn last_row(value: &DynValue, dtype: IoDtype, vocab: usize, name: &str, stage: &
         expected: format!("[1, S, {vocab}]"),
         actual: format!("{shape:?}"),
     };
-    let shape_ok = |shape: &[i64], len: usize| shape.len() == 3 && shape[2] as usize == vocab && len >= vocab;
+    let shape_ok =
+        |shape: &[i64], len: usize| shape.len() == 3 && shape[2] as usize == vocab && len >= vocab;
     match dtype {
         IoDtype::Float32 => {
             let (shape, data) = value.try_extract_tensor::<f32>().map_err(type_error)?;
@@ -342,13 +459,22 @@ fn last_row(value: &DynValue, dtype: IoDtype, vocab: usize, name: &str, stage: &
             if !shape_ok(shape, data.len()) {
                 return Err(shape_error(shape));
             }
-            Ok(data[data.len() - vocab..].iter().map(|v| v.to_f32()).collect())
+            Ok(data[data.len() - vocab..]
+                .iter()
+                .map(|v| v.to_f32())
+                .collect())
         }
     }
 }
 
 /// The graph's declared element type of `name` must be the manifest's `io_dtype`.
-fn check_element_type(session: &Session, side: Side, name: &str, dtype: IoDtype, model: &Path) -> Result<()> {
+fn check_element_type(
+    session: &Session,
+    side: Side,
+    name: &str,
+    dtype: IoDtype,
+    model: &Path,
+) -> Result<()> {
     let outlets = match side {
         Side::Input => session.inputs(),
         Side::Output => session.outputs(),
@@ -363,7 +489,10 @@ fn check_element_type(session: &Session, side: Side, name: &str, dtype: IoDtype,
         other => Err(Error::Bundle {
             path: model.to_path_buf(),
             field: "graphs.decoder.io_dtype".into(),
-            message: format!("manifest says \"{}\", but the graph's tensor `{name}` is {other:?}", dtype.name()),
+            message: format!(
+                "manifest says \"{}\", but the graph's tensor `{name}` is {other:?}",
+                dtype.name()
+            ),
         }),
     }
 }

@@ -56,7 +56,10 @@ pub struct KvShape {
 
 pub(crate) enum KvStorage {
     /// `layers[i] = (key, value)`, each `[1, kv_heads, capacity, head_dim]`.
-    Shared { layers: Vec<(DynTensor, DynTensor)>, capacity: usize },
+    Shared {
+        layers: Vec<(DynTensor, DynTensor)>,
+        capacity: usize,
+    },
     /// `layers[i] = (key, value)`, each `[1, kv_heads, len, head_dim]`, owned by ONNX Runtime.
     Moved { layers: Vec<(DynValue, DynValue)> },
 }
@@ -75,7 +78,12 @@ impl KvCache {
     /// A shared (in-place) cache with room for `capacity` positions.
     pub fn new_shared(shape: KvShape, capacity: usize) -> Result<Self> {
         let alloc = Allocator::default();
-        let dims = [1, shape.kv_heads as i64, capacity as i64, shape.head_dim as i64];
+        let dims = [
+            1,
+            shape.kv_heads as i64,
+            capacity as i64,
+            shape.head_dim as i64,
+        ];
         let mut layers = Vec::with_capacity(shape.num_layers);
         for layer in 0..shape.num_layers {
             let make = || {
@@ -92,12 +100,20 @@ impl KvCache {
             };
             layers.push((make()?, make()?));
         }
-        Ok(KvCache { storage: KvStorage::Shared { layers, capacity }, shape, len: 0 })
+        Ok(KvCache {
+            storage: KvStorage::Shared { layers, capacity },
+            shape,
+            len: 0,
+        })
     }
 
     /// A moved-presents cache, starting empty (`past` of 0 positions).
     pub fn new_moved(shape: KvShape) -> Result<Self> {
-        let mut cache = KvCache { storage: KvStorage::Moved { layers: Vec::new() }, shape, len: 0 };
+        let mut cache = KvCache {
+            storage: KvStorage::Moved { layers: Vec::new() },
+            shape,
+            len: 0,
+        };
         cache.reset()?;
         Ok(cache)
     }
@@ -138,10 +154,19 @@ impl KvCache {
                 let dtype = self.shape.dtype;
                 let empty = |d: Vec<usize>| {
                     let value = match dtype {
-                        IoDtype::Float32 => Tensor::from_array((d, Vec::<f32>::new())).map(|t| t.into_dyn()),
-                        IoDtype::Float16 => Tensor::from_array((d, Vec::<f16>::new())).map(|t| t.into_dyn()),
+                        IoDtype::Float32 => {
+                            Tensor::from_array((d, Vec::<f32>::new())).map(|t| t.into_dyn())
+                        }
+                        IoDtype::Float16 => {
+                            Tensor::from_array((d, Vec::<f16>::new())).map(|t| t.into_dyn())
+                        }
                     };
-                    value.map_err(|e| Error::ort(STAGE, format!("creating an empty {} past: {e}", dtype.name())))
+                    value.map_err(|e| {
+                        Error::ort(
+                            STAGE,
+                            format!("creating an empty {} past: {e}", dtype.name()),
+                        )
+                    })
                 };
                 layers.push((empty(dims.clone())?, empty(dims.clone())?));
             }
@@ -159,9 +184,10 @@ impl KvCache {
     /// that no step reallocates or copies the cache.
     pub fn buffer_ptrs(&self) -> Vec<usize> {
         match &self.storage {
-            KvStorage::Shared { layers, .. } => {
-                layers.iter().flat_map(|(k, v)| [k.data_ptr() as usize, v.data_ptr() as usize]).collect()
-            }
+            KvStorage::Shared { layers, .. } => layers
+                .iter()
+                .flat_map(|(k, v)| [k.data_ptr() as usize, v.data_ptr() as usize])
+                .collect(),
             KvStorage::Moved { layers } => layers
                 .iter()
                 .flat_map(|(k, v)| [dyn_ptr(k), dyn_ptr(v)])
@@ -175,7 +201,10 @@ impl KvCache {
         let out_of_range = || Error::Request(format!("layer {layer} out of range"));
         match &self.storage {
             KvStorage::Shared { layers, capacity } => {
-                let data = to_f32(&layers.get(layer).ok_or_else(out_of_range)?.0, self.shape.dtype)?;
+                let data = to_f32(
+                    &layers.get(layer).ok_or_else(out_of_range)?.0,
+                    self.shape.dtype,
+                )?;
                 let mut out = Vec::with_capacity(kv_heads * self.len * head_dim);
                 for h in 0..kv_heads {
                     let base = h * capacity * head_dim;
@@ -183,21 +212,34 @@ impl KvCache {
                 }
                 Ok(out)
             }
-            KvStorage::Moved { layers } => to_f32(&layers.get(layer).ok_or_else(out_of_range)?.0, self.shape.dtype),
+            KvStorage::Moved { layers } => to_f32(
+                &layers.get(layer).ok_or_else(out_of_range)?.0,
+                self.shape.dtype,
+            ),
         }
     }
 }
 
 /// All of a float tensor's elements as f32 (a copy; debugging read-out only).
 fn to_f32<T: TensorValueTypeMarker + ?Sized>(v: &Value<T>, dtype: IoDtype) -> Result<Vec<f32>> {
-    let err = |e: ort::Error| Error::ort(STAGE, format!("reading a {} KV buffer: {e}", dtype.name()));
+    let err =
+        |e: ort::Error| Error::ort(STAGE, format!("reading a {} KV buffer: {e}", dtype.name()));
     match dtype {
-        IoDtype::Float32 => v.try_extract_tensor::<f32>().map(|(_, d)| d.to_vec()).map_err(err),
-        IoDtype::Float16 => v.try_extract_tensor::<f16>().map(|(_, d)| d.iter().map(|x| x.to_f32()).collect()).map_err(err),
+        IoDtype::Float32 => v
+            .try_extract_tensor::<f32>()
+            .map(|(_, d)| d.to_vec())
+            .map_err(err),
+        IoDtype::Float16 => v
+            .try_extract_tensor::<f16>()
+            .map(|(_, d)| d.iter().map(|x| x.to_f32()).collect())
+            .map_err(err),
     }
 }
 
 /// Address of a value's data, whatever its element type (0 when it is not a tensor).
 fn dyn_ptr(v: &DynValue) -> usize {
-    v.view().downcast::<DynTensorValueType>().map(|t| t.data_ptr() as usize).unwrap_or(0)
+    v.view()
+        .downcast::<DynTensorValueType>()
+        .map(|t| t.data_ptr() as usize)
+        .unwrap_or(0)
 }

@@ -53,7 +53,11 @@ pub(crate) fn check_outlet(
             kind: side.word(),
             name: name.to_string(),
             field: field.to_string(),
-            available: outlets.iter().map(|o| o.name().to_string()).collect::<Vec<_>>().join(", "),
+            available: outlets
+                .iter()
+                .map(|o| o.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     };
     let ValueType::Tensor { shape, .. } = outlet.dtype() else {
@@ -103,14 +107,20 @@ pub(crate) fn extract_f32(
     value: &ort::value::DynValue,
     expected: &[Option<usize>],
 ) -> Result<(Vec<usize>, Vec<f32>)> {
-    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| Error::Tensor {
-        stage: stage.to_string(),
-        tensor: tensor.to_string(),
-        expected: "float32".into(),
-        actual: e.to_string(),
-    })?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| Error::Tensor {
+            stage: stage.to_string(),
+            tensor: tensor.to_string(),
+            expected: "float32".into(),
+            actual: e.to_string(),
+        })?;
     let dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
-    let ok = dims.len() == expected.len() && dims.iter().zip(expected).all(|(a, e)| e.is_none_or(|e| e == *a));
+    let ok = dims.len() == expected.len()
+        && dims
+            .iter()
+            .zip(expected)
+            .all(|(a, e)| e.is_none_or(|e| e == *a));
     if !ok {
         return Err(Error::Tensor {
             stage: stage.to_string(),

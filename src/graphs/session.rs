@@ -39,7 +39,9 @@ impl std::str::FromStr for ExecutionProvider {
             "cpu" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda),
             "tensorrt" | "trt" => Ok(Self::TensorRt),
-            other => Err(Error::Request(format!("unknown execution provider \"{other}\" (expected cpu, cuda, tensorrt)"))),
+            other => Err(Error::Request(format!(
+                "unknown execution provider \"{other}\" (expected cpu, cuda, tensorrt)"
+            ))),
         }
     }
 }
@@ -87,14 +89,18 @@ impl Default for SessionOptions {
 /// Finds the ONNX Runtime shared library (see module docs for the order).
 pub fn find_ort_library(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
-        return existing(p).ok_or_else(|| Error::OrtLibrary(format!("{} does not exist", p.display())));
+        return existing(p)
+            .ok_or_else(|| Error::OrtLibrary(format!("{} does not exist", p.display())));
     }
     if let Some(v) = std::env::var_os(ORT_DYLIB_ENV).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(v);
-        return existing(&p)
-            .ok_or_else(|| Error::OrtLibrary(format!("{ORT_DYLIB_ENV}={} does not exist", p.display())));
+        return existing(&p).ok_or_else(|| {
+            Error::OrtLibrary(format!("{ORT_DYLIB_ENV}={} does not exist", p.display()))
+        });
     }
-    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
     let mut searched = Vec::new();
     if let Some(dir) = &exe_dir {
         if let Some(p) = lib_in_dir(dir) {
@@ -137,7 +143,10 @@ fn lib_in_dir(dir: &Path) -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(ORT_LIB_STEM)) && p.is_file()
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(ORT_LIB_STEM))
+                && p.is_file()
         })
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
@@ -149,7 +158,11 @@ fn lib_in_venv(venv_lib: &Path) -> Option<PathBuf> {
     let mut pythons: Vec<PathBuf> = std::fs::read_dir(venv_lib)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("python3"))
+        })
         .collect();
     pythons.sort();
     pythons
@@ -179,7 +192,9 @@ static ORT: OnceLock<Mutex<Option<OrtState>>> = OnceLock::new();
 /// Loads the library (once per process) and returns the shared environment and the library's path.
 pub fn environment(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
     let cell = ORT.get_or_init(|| Mutex::new(None));
-    let mut guard = cell.lock().map_err(|_| Error::OrtLibrary("environment lock poisoned".into()))?;
+    let mut guard = cell
+        .lock()
+        .map_err(|_| Error::OrtLibrary("environment lock poisoned".into()))?;
     if let Some(state) = guard.as_ref() {
         return Ok((state.env.clone(), state.library.clone()));
     }
@@ -199,8 +214,16 @@ pub fn environment(explicit: Option<&Path>) -> Result<(Environment, PathBuf)> {
         .with_name("unimed-edge")
         .with_telemetry(false)
         .build()
-        .map_err(|e| Error::OrtLibrary(format!("{}: creating the environment: {e}", library.display())))?;
-    *guard = Some(OrtState { env: env.clone(), library: library.clone() });
+        .map_err(|e| {
+            Error::OrtLibrary(format!(
+                "{}: creating the environment: {e}",
+                library.display()
+            ))
+        })?;
+    *guard = Some(OrtState {
+        env: env.clone(),
+        library: library.clone(),
+    });
     Ok((env, library))
 }
 
@@ -231,14 +254,19 @@ pub fn create_session(graph: &str, model: &Path, opts: &SessionOptions) -> Resul
     super::providers::create(graph, model, &library, opts, fresh)
 }
 
-fn configure(builder: SessionBuilder, opts: &SessionOptions) -> std::result::Result<SessionBuilder, ort::Error> {
+fn configure(
+    builder: SessionBuilder,
+    opts: &SessionOptions,
+) -> std::result::Result<SessionBuilder, ort::Error> {
     let level = match opts.opt_level {
         OptLevel::Disable => GraphOptimizationLevel::Disable,
         OptLevel::Basic => GraphOptimizationLevel::Level1,
         OptLevel::Extended => GraphOptimizationLevel::Level2,
         OptLevel::All => GraphOptimizationLevel::All,
     };
-    let mut b = builder.with_optimization_level(level)?.with_prepacking(opts.prepacking)?;
+    let mut b = builder
+        .with_optimization_level(level)?
+        .with_prepacking(opts.prepacking)?;
     if let Some(n) = opts.intra_threads {
         b = b.with_intra_threads(n)?;
     }
@@ -251,15 +279,26 @@ mod tests {
 
     #[test]
     fn version_is_read_from_the_file_name() {
-        assert_eq!(version_from_name(Path::new("/x/libonnxruntime.so.1.31.1")), Some((1, 31)));
-        assert_eq!(version_from_name(Path::new("/x/libonnxruntime.so.1.20.0")), Some((1, 20)));
+        assert_eq!(
+            version_from_name(Path::new("/x/libonnxruntime.so.1.31.1")),
+            Some((1, 31))
+        );
+        assert_eq!(
+            version_from_name(Path::new("/x/libonnxruntime.so.1.20.0")),
+            Some((1, 20))
+        );
         assert_eq!(version_from_name(Path::new("/x/libonnxruntime.so")), None);
     }
 
     #[test]
     fn missing_explicit_library_is_a_clear_error() {
-        let err = find_ort_library(Some(Path::new("/nonexistent/libonnxruntime.so.1.31.1"))).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/libonnxruntime.so.1.31.1"), "{err}");
+        let err =
+            find_ort_library(Some(Path::new("/nonexistent/libonnxruntime.so.1.31.1"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/libonnxruntime.so.1.31.1"),
+            "{err}"
+        );
     }
 
     #[test]

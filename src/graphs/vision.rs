@@ -30,17 +30,31 @@ impl VisionGraph {
         let spec = &manifest.graphs.vision;
         let m = &manifest.model;
         let session = create_session(GRAPH, model, opts)?;
-        check_outlet(GRAPH, &session, Side::Input, &spec.inputs.pixel_values, "graphs.vision.inputs.pixel_values", &[
-            None,
-            Some((CHANNELS as i64, "RGB channels")),
-            dim(m.image_size, "model.image_size"),
-            dim(m.image_size, "model.image_size"),
-        ])?;
-        check_outlet(GRAPH, &session, Side::Output, &spec.outputs.image_features, "graphs.vision.outputs.image_features", &[
-            None,
-            dim(m.num_image_tokens, "model.num_image_tokens"),
-            dim(m.image_feature_dim, "model.image_feature_dim"),
-        ])?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Input,
+            &spec.inputs.pixel_values,
+            "graphs.vision.inputs.pixel_values",
+            &[
+                None,
+                Some((CHANNELS as i64, "RGB channels")),
+                dim(m.image_size, "model.image_size"),
+                dim(m.image_size, "model.image_size"),
+            ],
+        )?;
+        check_outlet(
+            GRAPH,
+            &session,
+            Side::Output,
+            &spec.outputs.image_features,
+            "graphs.vision.outputs.image_features",
+            &[
+                None,
+                dim(m.num_image_tokens, "model.num_image_tokens"),
+                dim(m.image_feature_dim, "model.image_feature_dim"),
+            ],
+        )?;
         Ok(VisionGraph {
             session,
             input: spec.inputs.pixel_values.clone(),
@@ -72,7 +86,12 @@ impl VisionGraph {
         let value = outputs
             .get(&self.output)
             .ok_or_else(|| Error::ort(GRAPH, format!("no output `{}`", self.output)))?;
-        let (_, data) = extract_f32(GRAPH, &self.output, value, &[Some(1), Some(self.num_tokens), Some(self.feature_dim)])?;
+        let (_, data) = extract_f32(
+            GRAPH,
+            &self.output,
+            value,
+            &[Some(1), Some(self.num_tokens), Some(self.feature_dim)],
+        )?;
         Ok(data)
     }
 }

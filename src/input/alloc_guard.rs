@@ -67,7 +67,10 @@ pub(crate) struct ParseLimit {
 
 impl ParseLimit {
     pub(crate) fn for_file(file_len: u64) -> Self {
-        let bound = usize::try_from(file_len).unwrap_or(usize::MAX).saturating_mul(2).saturating_add(SLACK_BYTES);
+        let bound = usize::try_from(file_len)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2)
+            .saturating_add(SLACK_BYTES);
         let previous = LIMIT.with(|l| l.replace(bound.min(l.get())));
         ParseLimit { previous }
     }

@@ -18,7 +18,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
 use dicom_pixeldata::{
-    PhotometricInterpretation, PixelDecoder, PixelRepresentation, PlanarConfiguration, VoiLutFunction,
+    PhotometricInterpretation, PixelDecoder, PixelRepresentation, PlanarConfiguration,
+    VoiLutFunction,
 };
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use image::RgbImage;
@@ -63,7 +64,8 @@ pub(crate) enum Framing {
 /// data sets, e.g. pydicom's `no_meta.dcm`) are not recognised: telling them from arbitrary binary
 /// data needs a trial parse, and dicom-object's file reader requires the magic anyway.
 pub(crate) fn sniff(head: &[u8]) -> Option<Framing> {
-    let magic_at = |offset: usize| head.get(offset..offset + DICM_MAGIC.len()) == Some(DICM_MAGIC.as_slice());
+    let magic_at =
+        |offset: usize| head.get(offset..offset + DICM_MAGIC.len()) == Some(DICM_MAGIC.as_slice());
     if magic_at(DICM_OFFSET) {
         Some(Framing::Preamble)
     } else if magic_at(0) {
@@ -79,14 +81,38 @@ struct Attr {
     keyword: &'static str,
 }
 
-const ROWS: Attr = Attr { tag: tags::ROWS, text: "(0028,0010)", keyword: "Rows" };
-const COLUMNS: Attr = Attr { tag: tags::COLUMNS, text: "(0028,0011)", keyword: "Columns" };
-const NUMBER_OF_FRAMES: Attr = Attr { tag: tags::NUMBER_OF_FRAMES, text: "(0028,0008)", keyword: "NumberOfFrames" };
-const SAMPLES_PER_PIXEL: Attr = Attr { tag: tags::SAMPLES_PER_PIXEL, text: "(0028,0002)", keyword: "SamplesPerPixel" };
-const PHOTOMETRIC: Attr =
-    Attr { tag: tags::PHOTOMETRIC_INTERPRETATION, text: "(0028,0004)", keyword: "PhotometricInterpretation" };
+const ROWS: Attr = Attr {
+    tag: tags::ROWS,
+    text: "(0028,0010)",
+    keyword: "Rows",
+};
+const COLUMNS: Attr = Attr {
+    tag: tags::COLUMNS,
+    text: "(0028,0011)",
+    keyword: "Columns",
+};
+const NUMBER_OF_FRAMES: Attr = Attr {
+    tag: tags::NUMBER_OF_FRAMES,
+    text: "(0028,0008)",
+    keyword: "NumberOfFrames",
+};
+const SAMPLES_PER_PIXEL: Attr = Attr {
+    tag: tags::SAMPLES_PER_PIXEL,
+    text: "(0028,0002)",
+    keyword: "SamplesPerPixel",
+};
+const PHOTOMETRIC: Attr = Attr {
+    tag: tags::PHOTOMETRIC_INTERPRETATION,
+    text: "(0028,0004)",
+    keyword: "PhotometricInterpretation",
+};
 
-fn read_u32(obj: &DefaultDicomObject, path: &Path, attr: &Attr, default: Option<u32>) -> Result<u32, InputError> {
+fn read_u32(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    attr: &Attr,
+    default: Option<u32>,
+) -> Result<u32, InputError> {
     let missing = || InputError::MissingAttribute {
         path: path.to_path_buf(),
         tag: attr.text,
@@ -120,23 +146,47 @@ fn open(path: &Path, framing: Framing) -> Result<DefaultDicomObject, InputError>
     OpenFileOptions::new()
         .read_preamble(preamble)
         .open_file(path)
-        .map_err(|e| InputError::DicomParse { path: path.to_path_buf(), message: error_chain(&e) })
+        .map_err(|e| InputError::DicomParse {
+            path: path.to_path_buf(),
+            message: error_chain(&e),
+        })
 }
 
 /// Decodes one frame of a DICOM file into RGB.
-pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result<(RgbImage, DicomInfo), InputError> {
+pub(crate) fn load(
+    path: &Path,
+    framing: Framing,
+    opts: &InputOptions,
+) -> Result<(RgbImage, DicomInfo), InputError> {
     let obj = open(path, framing)?;
-    let modality = read_str(&obj, &Attr { tag: tags::MODALITY, text: "(0008,0060)", keyword: "Modality" });
+    let modality = read_str(
+        &obj,
+        &Attr {
+            tag: tags::MODALITY,
+            text: "(0008,0060)",
+            keyword: "Modality",
+        },
+    );
     if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(InputError::NoPixelData {
             path: path.to_path_buf(),
-            modality_hint: modality.as_deref().map(|m| format!(" (Modality {m})")).unwrap_or_default(),
+            modality_hint: modality
+                .as_deref()
+                .map(|m| format!(" (Modality {m})"))
+                .unwrap_or_default(),
         });
     }
 
-    let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
+    let ts_uid = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .trim()
+        .to_string();
     let ts = TransferSyntaxRegistry.get(&ts_uid);
-    let ts_name = ts.map(|t| t.name().to_string()).unwrap_or_else(|| "unknown transfer syntax".to_string());
+    let ts_name = ts
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|| "unknown transfer syntax".to_string());
     let unsupported_ts = || InputError::UnsupportedTransferSyntax {
         path: path.to_path_buf(),
         uid: ts_uid.clone(),
@@ -153,7 +203,11 @@ pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result
     let frames = read_u32(&obj, path, &NUMBER_OF_FRAMES, Some(1))?;
     let frame = opts.frame.unwrap_or(0);
     if frame >= frames {
-        return Err(InputError::FrameOutOfRange { path: path.to_path_buf(), requested: frame, frames });
+        return Err(InputError::FrameOutOfRange {
+            path: path.to_path_buf(),
+            requested: frame,
+            frames,
+        });
     }
     let pixels = u64::from(rows) * u64::from(columns);
     if pixels > opts.max_pixels {
@@ -185,7 +239,9 @@ pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result
         ));
     }
     if photometric == "PALETTE COLOR" {
-        return Err(unsupported_pi("MONOCHROME1, MONOCHROME2, RGB, YBR_FULL, YBR_FULL_422 (JPEG)"));
+        return Err(unsupported_pi(
+            "MONOCHROME1, MONOCHROME2, RGB, YBR_FULL, YBR_FULL_422 (JPEG)",
+        ));
     }
 
     let decode_err = |e: dicom_pixeldata::Error| InputError::DicomDecode {
@@ -206,14 +262,15 @@ pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result
     let data = decoded.frame_data(0).map_err(decode_err)?;
     let (bits_allocated, bits_stored) = (decoded.bits_allocated(), decoded.bits_stored());
     let signed = decoded.pixel_representation() == PixelRepresentation::Signed;
-    let values = render::sample_values(data, bits_allocated, bits_stored, signed).ok_or_else(|| {
-        InputError::UnsupportedAttribute {
-            path: path.to_path_buf(),
-            keyword: "BitsAllocated",
-            value: bits_allocated.to_string(),
-            supported: "1, 8, 16, 32",
-        }
-    })?;
+    let values =
+        render::sample_values(data, bits_allocated, bits_stored, signed).ok_or_else(|| {
+            InputError::UnsupportedAttribute {
+                path: path.to_path_buf(),
+                keyword: "BitsAllocated",
+                value: bits_allocated.to_string(),
+                supported: "1, 8, 16, 32",
+            }
+        })?;
     let (w, h) = (decoded.columns(), decoded.rows());
     let expected_len = w as usize * h as usize * samples as usize;
     if values.len() != expected_len {
@@ -242,11 +299,24 @@ pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result
         window: None,
     };
     let rgb = match (samples, decoded.photometric_interpretation()) {
-        (1, pi @ (PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2)) => {
-            let (slope, intercept) =
-                decoded.rescale().map_err(decode_err)?.first().map(|r| (r.slope, r.intercept)).unwrap_or((1.0, 0.0));
-            let file_window = decoded.window().map_err(decode_err)?.and_then(|ws| ws.first().copied());
-            let file_function = decoded.voi_lut_function().map_err(decode_err)?.and_then(|fs| fs.first().copied());
+        (
+            1,
+            pi @ (PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2),
+        ) => {
+            let (slope, intercept) = decoded
+                .rescale()
+                .map_err(decode_err)?
+                .first()
+                .map(|r| (r.slope, r.intercept))
+                .unwrap_or((1.0, 0.0));
+            let file_window = decoded
+                .window()
+                .map_err(decode_err)?
+                .and_then(|ws| ws.first().copied());
+            let file_function = decoded
+                .voi_lut_function()
+                .map_err(decode_err)?
+                .and_then(|fs| fs.first().copied());
             let file_voi = file_window.map(|fw| {
                 let function = match file_function {
                     Some(VoiLutFunction::LinearExact) => VoiFunction::LinearExact,
@@ -259,7 +329,11 @@ pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result
             let (gray, window) = render::gray(path, &modality_values, opts, file_voi)?;
             info.window = Some(window);
             let invert = *pi == PhotometricInterpretation::Monochrome1;
-            let gray = if invert { gray.iter().map(|g| u8::MAX - g).collect() } else { gray };
+            let gray = if invert {
+                gray.iter().map(|g| u8::MAX - g).collect()
+            } else {
+                gray
+            };
             render::gray_to_rgb(w, h, &gray)
         }
         (3, pi @ (PhotometricInterpretation::Rgb | PhotometricInterpretation::YbrFull)) => {
@@ -267,7 +341,11 @@ pub(crate) fn load(path: &Path, framing: Framing, opts: &InputOptions) -> Result
             let ybr = *pi == PhotometricInterpretation::YbrFull;
             render::colour(w, h, &values, bits_stored, planar, ybr)
         }
-        _ => return Err(unsupported_pi("SamplesPerPixel 1 with MONOCHROME1/2, or 3 with RGB/YBR_FULL")),
+        _ => {
+            return Err(unsupported_pi(
+                "SamplesPerPixel 1 with MONOCHROME1/2, or 3 with RGB/YBR_FULL",
+            ))
+        }
     };
     Ok((rgb, info))
 }

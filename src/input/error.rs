@@ -31,14 +31,28 @@ pub enum InputError {
         "image file {path} is {width}×{height} = {pixels} pixels, over the limit of {limit} pixels \
          (CLI --max-pixels, library InputOptions::max_pixels; raise it if this image is genuine)"
     )]
-    TooLarge { path: PathBuf, width: u64, height: u64, pixels: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        width: u64,
+        height: u64,
+        pixels: u64,
+        limit: u64,
+    },
 
     #[error("cannot decode {format} image {path}: {message}")]
-    Decode { path: PathBuf, format: &'static str, message: String },
+    Decode {
+        path: PathBuf,
+        format: &'static str,
+        message: String,
+    },
 
     /// A pixel layout whose conversion to RGB would not match `PIL.Image.convert("RGB")`.
     #[error("image {path}: pixel format {pixel_format} is not supported ({reason})")]
-    UnsupportedPixelFormat { path: PathBuf, pixel_format: String, reason: &'static str },
+    UnsupportedPixelFormat {
+        path: PathBuf,
+        pixel_format: String,
+        reason: &'static str,
+    },
 
     #[error("cannot parse DICOM file {path}: {message}")]
     DicomParse { path: PathBuf, message: String },
@@ -47,23 +61,55 @@ pub enum InputError {
         "DICOM file {path} uses transfer syntax {uid} ({name}), which this build cannot decode; \
          convert it first, e.g. `dcmconv +te` (DCMTK) or `gdcmconv --raw`"
     )]
-    UnsupportedTransferSyntax { path: PathBuf, uid: String, name: String },
+    UnsupportedTransferSyntax {
+        path: PathBuf,
+        uid: String,
+        name: String,
+    },
 
     #[error("DICOM file {path} has no pixel data (7FE0,0010 PixelData){modality_hint}: it is not an image")]
-    NoPixelData { path: PathBuf, modality_hint: String },
+    NoPixelData {
+        path: PathBuf,
+        modality_hint: String,
+    },
 
     #[error("DICOM file {path}: attribute {tag} {keyword} is missing or unreadable, expected {expected}")]
-    MissingAttribute { path: PathBuf, tag: &'static str, keyword: &'static str, expected: &'static str },
+    MissingAttribute {
+        path: PathBuf,
+        tag: &'static str,
+        keyword: &'static str,
+        expected: &'static str,
+    },
 
     #[error("DICOM file {path}: {keyword} = {value} is not supported (supported: {supported})")]
-    UnsupportedAttribute { path: PathBuf, keyword: &'static str, value: String, supported: &'static str },
+    UnsupportedAttribute {
+        path: PathBuf,
+        keyword: &'static str,
+        value: String,
+        supported: &'static str,
+    },
 
     #[error("DICOM file {path} has {frames} frame(s); frame {requested} was requested (frames are numbered from 0)")]
-    FrameOutOfRange { path: PathBuf, requested: u32, frames: u32 },
+    FrameOutOfRange {
+        path: PathBuf,
+        requested: u32,
+        frames: u32,
+    },
 
-    #[error("cannot decode pixel data of DICOM file {path} (transfer syntax {uid}, {name}): {message}")]
-    DicomDecode { path: PathBuf, uid: String, name: String, message: String },
+    #[error(
+        "cannot decode pixel data of DICOM file {path} (transfer syntax {uid}, {name}): {message}"
+    )]
+    DicomDecode {
+        path: PathBuf,
+        uid: String,
+        name: String,
+        message: String,
+    },
 
     #[error("invalid VOI window for {path}: width {width} (center {center}); the width must be ≥ 1 and finite")]
-    InvalidWindow { path: PathBuf, center: f64, width: f64 },
+    InvalidWindow {
+        path: PathBuf,
+        center: f64,
+        width: f64,
+    },
 }

@@ -66,10 +66,18 @@ pub(crate) fn describe_unknown(format: Option<ImageFormat>) -> String {
 }
 
 /// Sniffs the format from the content. `Ok(None)`: not a raster format we know.
-pub(crate) fn guess_format(path: &Path, file: &mut BufReader<File>) -> Result<Option<ImageFormat>, InputError> {
-    let io = |source| InputError::Io { path: path.to_path_buf(), source };
+pub(crate) fn guess_format(
+    path: &Path,
+    file: &mut BufReader<File>,
+) -> Result<Option<ImageFormat>, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let reader = ImageReader::new(&mut *file).with_guessed_format().map_err(io)?;
+    let reader = ImageReader::new(&mut *file)
+        .with_guessed_format()
+        .map_err(io)?;
     let format = reader.format();
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     Ok(format)
@@ -84,7 +92,10 @@ pub(crate) fn decode(
     max_pixels: u64,
 ) -> Result<(RgbImage, RasterFormat), InputError> {
     let Some(raster) = RasterFormat::from_image_format(format) else {
-        return Err(InputError::UnknownFormat { path: path.to_path_buf(), detected: describe_unknown(Some(format)) });
+        return Err(InputError::UnknownFormat {
+            path: path.to_path_buf(),
+            detected: describe_unknown(Some(format)),
+        });
     };
     if raster == RasterFormat::Jpeg {
         return Ok((super::jpeg::decode(path, file, max_pixels)?, raster));
@@ -129,7 +140,10 @@ const PNG_PALETTE_ENTRY_LEN: u32 = 3;
 /// up to the image data and refuses such a palette before the decoder sees it. Anything else wrong
 /// with the chunk layout is left for the decoder to report.
 fn check_png_palette(path: &Path, file: &mut BufReader<File>) -> Result<(), InputError> {
-    let io = |source| InputError::Io { path: path.to_path_buf(), source };
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     file.seek(SeekFrom::Start(PNG_SIGNATURE_LEN)).map_err(io)?;
     let mut header = [0u8; 8];
     // Each step reads 8 bytes and moves forward, so the walk ends at the end of the file at the latest.
@@ -146,7 +160,8 @@ fn check_png_palette(path: &Path, file: &mut BufReader<File>) -> Result<(), Inpu
         if kind == b"IDAT" || kind == b"IEND" {
             break;
         }
-        file.seek_relative(i64::from(len) + PNG_CHUNK_CRC_LEN).map_err(io)?;
+        file.seek_relative(i64::from(len) + PNG_CHUNK_CRC_LEN)
+            .map_err(io)?;
     }
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     Ok(())
@@ -155,7 +170,8 @@ fn check_png_palette(path: &Path, file: &mut BufReader<File>) -> Result<(), Inpu
 /// `convert("RGB")` with PIL's per-mode rules (see the module docs).
 fn to_rgb_like_pil(path: &Path, img: DynamicImage) -> Result<RgbImage, InputError> {
     let (w, h) = (img.width(), img.height());
-    let from_fn = |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
+    let from_fn =
+        |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
     let high = |v: u16| (v >> 8) as u8;
     Ok(match img {
         DynamicImage::ImageRgb8(rgb) => rgb,

@@ -49,8 +49,15 @@ struct LibjpegError(String);
 
 /// What `decode_bytes` found, before it is turned into an image or an `InputError`.
 enum Decoded {
-    Rgb { width: u32, height: u32, rgb: Vec<u8> },
-    TooLarge { width: u32, height: u32 },
+    Rgb {
+        width: u32,
+        height: u32,
+        rgb: Vec<u8>,
+    },
+    TooLarge {
+        width: u32,
+        height: u32,
+    },
     UnsupportedComponents(c_int),
 }
 
@@ -60,12 +67,23 @@ fn muldiv255(a: u32, b: u32) -> u32 {
     ((t >> 8) + t) >> 8
 }
 
-pub(crate) fn decode(path: &Path, mut reader: impl Read, max_pixels: u64) -> Result<RgbImage, InputError> {
+pub(crate) fn decode(
+    path: &Path,
+    mut reader: impl Read,
+    max_pixels: u64,
+) -> Result<RgbImage, InputError> {
     let mut bytes = Vec::new();
     reader
         .read_to_end(&mut bytes)
-        .map_err(|source| InputError::Io { path: path.to_path_buf(), source })?;
-    let decode_err = |message: String| InputError::Decode { path: path.to_path_buf(), format: FORMAT, message };
+        .map_err(|source| InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let decode_err = |message: String| InputError::Decode {
+        path: path.to_path_buf(),
+        format: FORMAT,
+        message,
+    };
     let decoded = match catch_unwind(AssertUnwindSafe(|| decode_bytes(&bytes, max_pixels))) {
         Ok(decoded) => decoded,
         Err(payload) => match payload.downcast::<LibjpegError>() {
@@ -75,8 +93,13 @@ pub(crate) fn decode(path: &Path, mut reader: impl Read, max_pixels: u64) -> Res
         },
     };
     match decoded {
-        Decoded::Rgb { width, height, rgb } => RgbImage::from_raw(width, height, rgb)
-            .ok_or_else(|| decode_err(format!("decoder returned fewer samples than {width}×{height}×3"))),
+        Decoded::Rgb { width, height, rgb } => {
+            RgbImage::from_raw(width, height, rgb).ok_or_else(|| {
+                decode_err(format!(
+                    "decoder returned fewer samples than {width}×{height}×3"
+                ))
+            })
+        }
         Decoded::TooLarge { width, height } => Err(InputError::TooLarge {
             path: path.to_path_buf(),
             width: width.into(),
@@ -102,8 +125,10 @@ fn message_of(cinfo: &mut jpeg::jpeg_common_struct) -> String {
             format(cinfo, &*buf.as_mut_ptr().cast::<[u8; 80]>());
         }
     }
-    CStr::from_bytes_until_nul(&buf)
-        .map_or_else(|_| "unknown libjpeg error".to_string(), |s| s.to_string_lossy().into_owned())
+    CStr::from_bytes_until_nul(&buf).map_or_else(
+        |_| "unknown libjpeg error".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 unsafe extern "C-unwind" fn error_exit(cinfo: &mut jpeg::jpeg_common_struct) {
@@ -135,7 +160,8 @@ impl Session {
             jpeg::jpeg_std_error(&mut err);
             err.error_exit = Some(error_exit);
             err.emit_message = Some(emit_message);
-            let mut cinfo: Box<jpeg::jpeg_decompress_struct> = Box::new(MaybeUninit::zeroed().assume_init());
+            let mut cinfo: Box<jpeg::jpeg_decompress_struct> =
+                Box::new(MaybeUninit::zeroed().assume_init());
             cinfo.common.err = &mut *err;
             jpeg::jpeg_create_decompress(&mut *cinfo);
             Session { cinfo, _err: err }
@@ -182,13 +208,18 @@ fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Decoded {
     let mut samples = vec![0u8; row_bytes * h as usize];
     while cinfo.output_scanline < h {
         let first = cinfo.output_scanline as usize;
-        let mut rows: Vec<*mut u8> =
-            samples[first * row_bytes..].chunks_exact_mut(row_bytes).map(<[u8]>::as_mut_ptr).collect();
+        let mut rows: Vec<*mut u8> = samples[first * row_bytes..]
+            .chunks_exact_mut(row_bytes)
+            .map(<[u8]>::as_mut_ptr)
+            .collect();
         // SAFETY: each pointer addresses a whole output row inside `samples`.
-        let read = unsafe { jpeg::jpeg_read_scanlines(cinfo, rows.as_mut_ptr(), rows.len() as u32) };
+        let read =
+            unsafe { jpeg::jpeg_read_scanlines(cinfo, rows.as_mut_ptr(), rows.len() as u32) };
         if read == 0 {
             // The in-memory source never suspends: no progress means a broken stream, not a wait.
-            resume_unwind(Box::new(LibjpegError(format!("decoder stopped at row {first} of {h}"))));
+            resume_unwind(Box::new(LibjpegError(format!(
+                "decoder stopped at row {first} of {h}"
+            ))));
         }
     }
     // Read on to the EOI marker, as Pillow does: a file cut right after its last row, or with a
@@ -208,5 +239,9 @@ fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Decoded {
             })
             .collect(),
     };
-    Decoded::Rgb { width: w, height: h, rgb }
+    Decoded::Rgb {
+        width: w,
+        height: h,
+        rgb,
+    }
 }

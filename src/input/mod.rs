@@ -51,7 +51,12 @@ pub struct InputOptions {
 
 impl Default for InputOptions {
     fn default() -> Self {
-        Self { max_pixels: DEFAULT_MAX_PIXELS, window: None, preset: None, frame: None }
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            window: None,
+            preset: None,
+            frame: None,
+        }
     }
 }
 
@@ -71,26 +76,41 @@ pub struct LoadedImage {
 
 /// Decodes `path` into RGB as `PIL.Image.open(path).convert("RGB")` would (DICOM: windowed).
 pub fn load_image(path: &Path, opts: &InputOptions) -> Result<LoadedImage, InputError> {
-    let io = |source| InputError::Io { path: path.to_path_buf(), source };
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(io)?;
     let mut reader = BufReader::new(file);
     let mut head = Vec::with_capacity(SNIFF_LEN);
-    (&mut reader).take(SNIFF_LEN as u64).read_to_end(&mut head).map_err(io)?;
+    (&mut reader)
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
     if head.is_empty() {
-        return Err(InputError::Empty { path: path.to_path_buf() });
+        return Err(InputError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     if let Some(framing) = dicom::sniff(&head) {
         drop(reader);
         let (rgb, info) = dicom::load(path, framing, opts)?;
-        return Ok(LoadedImage { rgb, kind: SourceKind::Dicom(info) });
+        return Ok(LoadedImage {
+            rgb,
+            kind: SourceKind::Dicom(info),
+        });
     }
     match self::image::guess_format(path, &mut reader)? {
         Some(format) => {
             let (rgb, raster) = self::image::decode(path, reader, format, opts.max_pixels)?;
-            Ok(LoadedImage { rgb, kind: SourceKind::Raster(raster) })
+            Ok(LoadedImage {
+                rgb,
+                kind: SourceKind::Raster(raster),
+            })
         }
-        None => {
-            Err(InputError::UnknownFormat { path: path.to_path_buf(), detected: self::image::describe_unknown(None) })
-        }
+        None => Err(InputError::UnknownFormat {
+            path: path.to_path_buf(),
+            detected: self::image::describe_unknown(None),
+        }),
     }
 }

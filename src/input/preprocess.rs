@@ -68,12 +68,21 @@ fn coefficients(in_size: u32, out_size: u32) -> Coefficients {
         for (x, slot) in row.iter_mut().enumerate().take(n) {
             let w = if ww != 0.0 { k[x] / ww } else { k[x] };
             // Round half away from zero, as Pillow's normalize_coeffs_8bpc.
-            *slot = if w < 0.0 { (-0.5 + w * fixed_one) as i32 } else { (0.5 + w * fixed_one) as i32 };
+            *slot = if w < 0.0 {
+                (-0.5 + w * fixed_one) as i32
+            } else {
+                (0.5 + w * fixed_one) as i32
+            };
         }
         first.push(xmin as usize);
         count.push(n);
     }
-    Coefficients { first, count, weights, ksize }
+    Coefficients {
+        first,
+        count,
+        weights,
+        ksize,
+    }
 }
 
 fn clip8(acc: i64) -> u8 {
@@ -115,7 +124,8 @@ pub fn resize_bicubic(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     };
 
     if height == in_h {
-        return RgbImage::from_raw(width, height, tmp).unwrap_or_else(|| RgbImage::new(width, height));
+        return RgbImage::from_raw(width, height, tmp)
+            .unwrap_or_else(|| RgbImage::new(width, height));
     }
 
     // Vertical pass, a whole output row at a time (row-major reads of the intermediate image).
@@ -166,12 +176,24 @@ mod tests {
 
     #[test]
     fn kernel_weights_sum_to_one_in_fixed_point() {
-        for (i, o) in [(1000u32, 224u32), (3, 224), (1, 224), (224, 224), (700, 224)] {
+        for (i, o) in [
+            (1000u32, 224u32),
+            (3, 224),
+            (1, 224),
+            (224, 224),
+            (700, 224),
+        ] {
             let c = coefficients(i, o);
             for xx in 0..o as usize {
-                let s: i64 = c.weights[xx * c.ksize..(xx + 1) * c.ksize].iter().map(|&w| i64::from(w)).sum();
+                let s: i64 = c.weights[xx * c.ksize..(xx + 1) * c.ksize]
+                    .iter()
+                    .map(|&w| i64::from(w))
+                    .sum();
                 // Rounding each weight can move the sum by at most half a unit per tap.
-                assert!((s - (1i64 << PRECISION_BITS)).abs() <= c.ksize as i64, "{i}->{o} at {xx}: {s}");
+                assert!(
+                    (s - (1i64 << PRECISION_BITS)).abs() <= c.ksize as i64,
+                    "{i}->{o} at {xx}: {s}"
+                );
             }
         }
     }

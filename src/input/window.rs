@@ -27,10 +27,13 @@ impl FromStr for Window {
 
     /// Parses `"center,width"`, e.g. `"40,400"` or `"-600,1500"`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (c, w) =
-            s.split_once(',').ok_or_else(|| format!("window {s:?}: expected \"center,width\", e.g. \"40,400\""))?;
+        let (c, w) = s
+            .split_once(',')
+            .ok_or_else(|| format!("window {s:?}: expected \"center,width\", e.g. \"40,400\""))?;
         let parse = |part: &str, what: &str| {
-            part.trim().parse::<f64>().map_err(|e| format!("window {s:?}: {what} {part:?} is not a number ({e})"))
+            part.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("window {s:?}: {what} {part:?} is not a number ({e})"))
         };
         Ok(Self::new(parse(c, "center")?, parse(w, "width")?))
     }
@@ -93,7 +96,10 @@ impl FromStr for WindowPreset {
             .find(|p| p.name() == key || (key == "softtissue" && *p == WindowPreset::SoftTissue))
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
-                format!("unknown window preset {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown window preset {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -133,7 +139,10 @@ pub enum WindowSource {
 
 /// Maps one modality value to 8 bits with the given window and function.
 pub fn voi_to_u8(x: f64, window: Window, function: VoiFunction) -> u8 {
-    let Window { center: c, width: w } = window;
+    let Window {
+        center: c,
+        width: w,
+    } = window;
     let y = match function {
         VoiFunction::Linear => {
             // PS3.3 C.11.2.1.2.1: the -0.5 / (w-1) form keeps integer inputs on exact steps.
@@ -164,7 +173,9 @@ pub fn voi_to_u8(x: f64, window: Window, function: VoiFunction) -> u8 {
 /// a constant frame maps to 0.
 pub fn minmax_to_u8(x: f64, min: f64, max: f64) -> u8 {
     if max > min {
-        ((x - min) / (max - min) * Y_MAX + 0.5).floor().clamp(0.0, Y_MAX) as u8
+        ((x - min) / (max - min) * Y_MAX + 0.5)
+            .floor()
+            .clamp(0.0, Y_MAX) as u8
     } else {
         0
     }
@@ -198,9 +209,15 @@ mod tests {
 
     #[test]
     fn parse_window_and_preset() {
-        assert_eq!("-600, 1500".parse::<Window>(), Ok(Window::new(-600.0, 1500.0)));
+        assert_eq!(
+            "-600, 1500".parse::<Window>(),
+            Ok(Window::new(-600.0, 1500.0))
+        );
         assert!("40".parse::<Window>().is_err());
-        assert_eq!("Soft_Tissue".parse::<WindowPreset>(), Ok(WindowPreset::SoftTissue));
+        assert_eq!(
+            "Soft_Tissue".parse::<WindowPreset>(),
+            Ok(WindowPreset::SoftTissue)
+        );
         assert_eq!("lung".parse::<WindowPreset>(), Ok(WindowPreset::Lung));
         let err = "liver".parse::<WindowPreset>().unwrap_err();
         assert!(err.contains("mediastinum"), "{err}");

@@ -33,10 +33,18 @@ impl EmbedTable {
             return Err(Error::Bundle {
                 path: path.to_path_buf(),
                 field: "embed_tokens.shape".into(),
-                message: format!("[{vocab}, {hidden}] f16 needs {want} bytes, the file has {}", map.len()),
+                message: format!(
+                    "[{vocab}, {hidden}] f16 needs {want} bytes, the file has {}",
+                    map.len()
+                ),
             });
         }
-        Ok(EmbedTable { map, path: path.to_path_buf(), vocab, hidden })
+        Ok(EmbedTable {
+            map,
+            path: path.to_path_buf(),
+            vocab,
+            hidden,
+        })
     }
 
     pub fn vocab(&self) -> usize {

@@ -91,13 +91,23 @@ fn flush_run(out: &mut String, run: &mut String) {
 
 /// The reference's box text: `int(x1/W*scale)`, ... (f64 division then multiplication, truncation
 /// toward zero), formatted with `box_format`'s four `%d`.
-pub fn box_text(bbox: [f64; 4], size: (u32, u32), box_format: &str, box_scale: u32) -> Result<String> {
+pub fn box_text(
+    bbox: [f64; 4],
+    size: (u32, u32),
+    box_format: &str,
+    box_scale: u32,
+) -> Result<String> {
     let (w, h) = (f64::from(size.0), f64::from(size.1));
     if w <= 0.0 || h <= 0.0 {
-        return Err(Error::Request(format!("box given for an image of size {}x{}", size.0, size.1)));
+        return Err(Error::Request(format!(
+            "box given for an image of size {}x{}",
+            size.0, size.1
+        )));
     }
     if bbox.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Request(format!("box {bbox:?} has a non-finite coordinate")));
+        return Err(Error::Request(format!(
+            "box {bbox:?} has a non-finite coordinate"
+        )));
     }
     let [x1, y1, x2, y2] = bbox;
     if !(0.0 <= x1 && x1 < x2 && x2 <= w && 0.0 <= y1 && y1 < y2 && y2 <= h) {
@@ -107,8 +117,13 @@ pub fn box_text(bbox: [f64; 4], size: (u32, u32), box_format: &str, box_scale: u
         )));
     }
     let scale = f64::from(box_scale);
-    let values = [bbox[0] / w * scale, bbox[1] / h * scale, bbox[2] / w * scale, bbox[3] / h * scale]
-        .map(|v| v.trunc() as i64);
+    let values = [
+        bbox[0] / w * scale,
+        bbox[1] / h * scale,
+        bbox[2] / w * scale,
+        bbox[3] / h * scale,
+    ]
+    .map(|v| v.trunc() as i64);
     let mut out = String::with_capacity(box_format.len() + 16);
     let mut parts = box_format.split("%d");
     if let Some(first) = parts.next() {
@@ -139,26 +154,41 @@ const MIN_CUSTOM_LABELS: usize = 2;
 /// the labels' question, else the bundle's first label set's question.
 pub fn instruction(manifest: &Manifest, input: &PromptInput) -> Result<String> {
     let name = input.task.name();
-    let spec = manifest
-        .tasks
-        .get(name)
-        .ok_or_else(|| Error::Request(format!("the bundle has no task \"{name}\" (tasks: {:?})", manifest.tasks.keys())))?;
+    let spec = manifest.tasks.get(name).ok_or_else(|| {
+        Error::Request(format!(
+            "the bundle has no task \"{name}\" (tasks: {:?})",
+            manifest.tasks.keys()
+        ))
+    })?;
     let p = &manifest.prompt;
-    let text = input.text.map(|t| clean_text(t, p.max_words)).filter(|t| !t.is_empty());
+    let text = input
+        .text
+        .map(|t| clean_text(t, p.max_words))
+        .filter(|t| !t.is_empty());
     if input.labels.is_some() && input.task != Task::Cls {
-        return Err(Error::Request(format!("task \"{name}\" does not take labels (only cls does)")));
+        return Err(Error::Request(format!(
+            "task \"{name}\" does not take labels (only cls does)"
+        )));
     }
     if input.bbox.is_some() && input.task != Task::Reg {
-        return Err(Error::Request(format!("task \"{name}\" does not take a box (only reg does)")));
+        return Err(Error::Request(format!(
+            "task \"{name}\" does not take a box (only reg does)"
+        )));
     }
     if spec.instruction.contains(PH_BOX) {
         if text.is_some() {
-            return Err(Error::Request(format!("task \"{name}\" takes a box, not text")));
+            return Err(Error::Request(format!(
+                "task \"{name}\" takes a box, not text"
+            )));
         }
-        let (bbox, size) = input
-            .bbox
-            .ok_or_else(|| Error::Request(format!("task \"{name}\" needs a box [x1, y1, x2, y2] (--box) and an image")))?;
-        return Ok(spec.instruction.replace(PH_BOX, &box_text(bbox, size, &p.box_format, p.box_scale)?));
+        let (bbox, size) = input.bbox.ok_or_else(|| {
+            Error::Request(format!(
+                "task \"{name}\" needs a box [x1, y1, x2, y2] (--box) and an image"
+            ))
+        })?;
+        return Ok(spec
+            .instruction
+            .replace(PH_BOX, &box_text(bbox, size, &p.box_format, p.box_scale)?));
     }
     let text = match (text, input.labels) {
         // The text is the whole question; the labels are still validated (they are matched later).
@@ -168,20 +198,24 @@ pub fn instruction(manifest: &Manifest, input: &PromptInput) -> Result<String> {
         }
         (Some(t), None) => Some(t),
         (None, Some(labels)) => Some(label_question(manifest, labels)?),
-        (None, None) if input.task == Task::Cls => Some(default_label_set(manifest)?.1.question.clone()),
+        (None, None) if input.task == Task::Cls => {
+            Some(default_label_set(manifest)?.1.question.clone())
+        }
         (None, None) => spec.default_text.clone(),
     };
-    let text = text.ok_or_else(|| Error::Request(format!("task \"{name}\" needs text (non-empty after whitespace collapse)")))?;
+    let text = text.ok_or_else(|| {
+        Error::Request(format!(
+            "task \"{name}\" needs text (non-empty after whitespace collapse)"
+        ))
+    })?;
     Ok(spec.instruction.replace(PH_TEXT, &text))
 }
 
 /// The label set asked when a classification request names none: the manifest's first (by name).
 pub fn default_label_set(manifest: &Manifest) -> Result<(&String, &crate::bundle::LabelSet)> {
-    manifest
-        .label_sets
-        .iter()
-        .next()
-        .ok_or_else(|| Error::Request("the bundle has no label sets; give labels or the question text".into()))
+    manifest.label_sets.iter().next().ok_or_else(|| {
+        Error::Request("the bundle has no label sets; give labels or the question text".into())
+    })
 }
 
 /// `prompt.py` `_clean_labels`: each label whitespace-collapsed and stripped; at least two, all
@@ -192,14 +226,20 @@ pub fn clean_labels(labels: &[String]) -> Result<Vec<String>> {
         .map(|l| collapse_whitespace(l).trim_matches(py_is_space).to_string())
         .collect();
     if cleaned.len() < MIN_CUSTOM_LABELS {
-        return Err(Error::Request(format!("labels {labels:?}: expected at least {MIN_CUSTOM_LABELS} labels")));
+        return Err(Error::Request(format!(
+            "labels {labels:?}: expected at least {MIN_CUSTOM_LABELS} labels"
+        )));
     }
     if cleaned.iter().any(String::is_empty) {
-        return Err(Error::Request(format!("labels {labels:?}: a label is empty")));
+        return Err(Error::Request(format!(
+            "labels {labels:?}: a label is empty"
+        )));
     }
     let distinct: std::collections::HashSet<&String> = cleaned.iter().collect();
     if distinct.len() != cleaned.len() {
-        return Err(Error::Request(format!("labels {labels:?}: labels must be distinct")));
+        return Err(Error::Request(format!(
+            "labels {labels:?}: labels must be distinct"
+        )));
     }
     Ok(cleaned)
 }
@@ -208,17 +248,30 @@ pub fn clean_labels(labels: &[String]) -> Result<Vec<String>> {
 /// bundle's own text, so the user-text cleaning does not apply).
 pub fn label_question(manifest: &Manifest, labels: &Labels) -> Result<String> {
     match labels {
-        Labels::Set(name) => manifest.label_sets.get(name).map(|s| s.question.clone()).ok_or_else(|| {
-            Error::Request(format!("unknown label set \"{name}\" (the bundle has {:?})", manifest.label_sets.keys()))
-        }),
-        Labels::Custom(list) => Ok(manifest.custom_label_question.replace(PH_LABELS, &join_labels(&clean_labels(list)?))),
+        Labels::Set(name) => manifest
+            .label_sets
+            .get(name)
+            .map(|s| s.question.clone())
+            .ok_or_else(|| {
+                Error::Request(format!(
+                    "unknown label set \"{name}\" (the bundle has {:?})",
+                    manifest.label_sets.keys()
+                ))
+            }),
+        Labels::Custom(list) => Ok(manifest
+            .custom_label_question
+            .replace(PH_LABELS, &join_labels(&clean_labels(list)?))),
     }
 }
 
 /// The labels a classification answer is matched against (`reference.py` `label_candidates`): the
 /// request's labels, else the default set when no text was given, else the set whose question is the
 /// given text, else none.
-pub fn label_candidates(manifest: &Manifest, text: Option<&str>, labels: Option<&Labels>) -> Result<Option<Vec<String>>> {
+pub fn label_candidates(
+    manifest: &Manifest,
+    text: Option<&str>,
+    labels: Option<&Labels>,
+) -> Result<Option<Vec<String>>> {
     let max_words = manifest.prompt.max_words;
     Ok(match (labels, text) {
         (Some(Labels::Set(name)), _) => Some(
@@ -254,10 +307,20 @@ pub fn build(manifest: &Manifest, tok: &TextTokenizer, input: &PromptInput) -> R
     if spec.image {
         before.extend(tok.encode(&p.image_before)?);
         let after = tok.encode(&p.image_after.replacen(PH_INSTRUCTION, &instruction, 1))?;
-        Ok(Prompt { before, after, has_image: true, instruction })
+        Ok(Prompt {
+            before,
+            after,
+            has_image: true,
+            instruction,
+        })
     } else {
         before.extend(tok.encode(&p.text_only.replacen(PH_INSTRUCTION, &instruction, 1))?);
-        Ok(Prompt { before, after: Vec::new(), has_image: false, instruction })
+        Ok(Prompt {
+            before,
+            after: Vec::new(),
+            has_image: false,
+            instruction,
+        })
     }
 }
 
@@ -282,8 +345,26 @@ mod tests {
     #[test]
     fn box_text_truncates_like_python_int() {
         // 0.29 * 100 = 28.999999999999996 in f64: int() gives 28, as the reference does.
-        assert_eq!(box_text([29.0, 50.0, 99.9, 100.0], (100, 100), "{<%d><%d><%d><%d>}", 100).unwrap(), "{<28><50><99><100>}");
-        assert_eq!(box_text([10.0, 20.0, 30.0, 40.0], (200, 400), "{<%d><%d><%d><%d>}", 100).unwrap(), "{<5><5><15><10>}");
+        assert_eq!(
+            box_text(
+                [29.0, 50.0, 99.9, 100.0],
+                (100, 100),
+                "{<%d><%d><%d><%d>}",
+                100
+            )
+            .unwrap(),
+            "{<28><50><99><100>}"
+        );
+        assert_eq!(
+            box_text(
+                [10.0, 20.0, 30.0, 40.0],
+                (200, 400),
+                "{<%d><%d><%d><%d>}",
+                100
+            )
+            .unwrap(),
+            "{<5><5><15><10>}"
+        );
         assert!(box_text([1.0, 1.0, 2.0, 2.0], (0, 10), "%d%d%d%d", 100).is_err());
         assert!(box_text([5.0, 1.0, 2.0, 2.0], (10, 10), "%d%d%d%d", 100).is_err());
         assert!(box_text([1.0, 1.0, 11.0, 2.0], (10, 10), "%d%d%d%d", 100).is_err());

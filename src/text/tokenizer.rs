@@ -16,9 +16,14 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     pub fn open(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(TextTokenizer { inner, path: path.to_path_buf() })
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(TextTokenizer {
+            inner,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Ids of one prompt segment: no BOS/EOS (`add_special_tokens = false`); the tokenizer's normalizer
@@ -27,15 +32,19 @@ impl TextTokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| Error::Tokenizer { path: self.path.clone(), message: format!("encoding {text:?}: {e}") })?;
+            .map_err(|e| Error::Tokenizer {
+                path: self.path.clone(),
+                message: format!("encoding {text:?}: {e}"),
+            })?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, special tokens skipped (the reference decodes with `skip_special_tokens=True`).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| Error::Tokenizer { path: self.path.clone(), message: format!("decoding {ids:?}: {e}") })
+        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer {
+            path: self.path.clone(),
+            message: format!("decoding {ids:?}: {e}"),
+        })
     }
 
     /// The vocabulary piece of one id (for messages and debugging).
@@ -86,7 +95,10 @@ impl StreamDecoder {
     /// Full text of all ids, and whatever of it was not yet emitted (held-back bytes at the end).
     pub fn finish(&mut self, tok: &TextTokenizer) -> Result<(String, Option<String>)> {
         let full = tok.decode(&self.ids)?;
-        let rest = full.strip_prefix(self.emitted.as_str()).filter(|r| !r.is_empty()).map(str::to_string);
+        let rest = full
+            .strip_prefix(self.emitted.as_str())
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
         if let Some(r) = &rest {
             self.emitted.push_str(r);
         }

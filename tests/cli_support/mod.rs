@@ -34,14 +34,24 @@ pub fn bundle() -> PathBuf {
 
 pub fn fixture(name: &str) -> PathBuf {
     let p = root().join("tests/fixtures/cli").join(name);
-    assert!(p.is_file(), "{} is missing: run .venv/bin/python export/scripts/make_cli_fixtures.py", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run .venv/bin/python export/scripts/make_cli_fixtures.py",
+        p.display()
+    );
     p
 }
 
 /// A DICOM file shipped in the pydicom wheel (inside the venv scripts/setup creates).
 pub fn pydicom_file(name: &str) -> PathBuf {
-    let p = root().join(".venv/lib/python3.11/site-packages/pydicom/data/test_files").join(name);
-    assert!(p.is_file(), "{} is missing: the CLI tests use pydicom's test files; run scripts/setup", p.display());
+    let p = root()
+        .join(".venv/lib/python3.11/site-packages/pydicom/data/test_files")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: the CLI tests use pydicom's test files; run scripts/setup",
+        p.display()
+    );
     p
 }
 
@@ -81,7 +91,10 @@ pub struct Run {
 impl Run {
     pub fn json(&self) -> Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!("{:?}: stdout is not one JSON object ({e}):\n{}\nstderr:\n{}", self.args, self.stdout, self.stderr)
+            panic!(
+                "{:?}: stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
+                self.args, self.stdout, self.stderr
+            )
         })
     }
 
@@ -112,12 +125,20 @@ pub fn unimed<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
 
 pub fn unimed_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("UNIMED_MODEL").env_remove("NO_COLOR").current_dir(root());
+    cmd.args(args)
+        .env_remove("UNIMED_MODEL")
+        .env_remove("NO_COLOR")
+        .current_dir(root());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let shown = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    let shown = args
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
     finish(shown, out)
 }
 
@@ -132,7 +153,10 @@ pub fn run_task(args: &[&str]) -> Run {
 
 pub fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn path_str(p: &Path) -> String {

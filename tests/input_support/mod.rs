@@ -20,14 +20,19 @@ pub fn fixture(name: &str) -> PathBuf {
 
 pub fn manifest() -> Value {
     let p = fixture("fixtures.json");
-    let text = std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}; run export/scripts/make_input_fixtures.py", p.display()));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run export/scripts/make_input_fixtures.py",
+            p.display()
+        )
+    });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// pydicom's test files inside the project venv.
 pub fn pydicom_file(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/pydicom/data/test_files");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/lib/python3.11/site-packages/pydicom/data/test_files");
     let p = dir.join(name);
     assert!(
         p.is_file(),
@@ -48,13 +53,19 @@ pub fn dicom_case_file(file: &str) -> PathBuf {
 /// Loads an expected PNG (stored as L when R = G = B) as RGB.
 pub fn expected_rgb(name: &str) -> RgbImage {
     let p = fixture(name);
-    image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).to_rgb8()
+    image::open(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .to_rgb8()
 }
 
 /// Largest per-sample absolute difference, and how many samples differ at all.
 /// Panics with both sizes when the dimensions differ.
 pub fn max_abs_diff(what: &str, got: &RgbImage, want: &RgbImage) -> (u8, usize) {
-    assert_eq!(got.dimensions(), want.dimensions(), "{what}: size (got vs expected)");
+    assert_eq!(
+        got.dimensions(),
+        want.dimensions(),
+        "{what}: size (got vs expected)"
+    );
     let mut max = 0u8;
     let mut count = 0usize;
     for (a, b) in got.as_raw().iter().zip(want.as_raw()) {
@@ -70,7 +81,8 @@ pub fn max_abs_diff(what: &str, got: &RgbImage, want: &RgbImage) -> (u8, usize) 
 /// A scratch path for files a test writes (truncated copies and the like), under Cargo's
 /// per-target temporary directory, one subfolder per test process.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("input-tests-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("input-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     dir.join(name)
 }
@@ -78,5 +90,8 @@ pub fn scratch(name: &str) -> PathBuf {
 /// sha256 (hex) of an image's raw RGB bytes, as the fixture script's `sha256()` computes it.
 pub fn rgb_sha256(img: &RgbImage) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(img.as_raw()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(img.as_raw())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

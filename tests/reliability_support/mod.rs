@@ -53,25 +53,43 @@ pub fn root() -> PathBuf {
 
 pub fn tiny_bundle() -> PathBuf {
     let dir = root().join("models/tiny");
-    assert!(dir.join("unimed.json").is_file(), "{} is missing: run scripts/setup", dir.display());
+    assert!(
+        dir.join("unimed.json").is_file(),
+        "{} is missing: run scripts/setup",
+        dir.display()
+    );
     dir
 }
 
 pub fn input_fixture(name: &str) -> PathBuf {
     let p = root().join("tests/fixtures/input").join(name);
-    assert!(p.is_file(), "{} is missing (written by export/scripts/make_input_fixtures.py)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing (written by export/scripts/make_input_fixtures.py)",
+        p.display()
+    );
     p
 }
 
 pub fn cli_fixture(name: &str) -> PathBuf {
     let p = root().join("tests/fixtures/cli").join(name);
-    assert!(p.is_file(), "{} is missing (written by export/scripts/make_cli_fixtures.py)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing (written by export/scripts/make_cli_fixtures.py)",
+        p.display()
+    );
     p
 }
 
 pub fn pydicom_file(name: &str) -> PathBuf {
-    let p = root().join(".venv/lib/python3.11/site-packages/pydicom/data/test_files").join(name);
-    assert!(p.is_file(), "{} is missing: the tests use pydicom's test files; run scripts/setup", p.display());
+    let p = root()
+        .join(".venv/lib/python3.11/site-packages/pydicom/data/test_files")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: the tests use pydicom's test files; run scripts/setup",
+        p.display()
+    );
     p
 }
 
@@ -80,8 +98,13 @@ pub fn patient_sentinels() -> Vec<String> {
     let p = cli_fixture("cases.json");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let s = v["sentinels"].as_object().unwrap_or_else(|| panic!("{}: no \"sentinels\" object", p.display()));
-    s.values().filter_map(Value::as_str).map(str::to_owned).collect()
+    let s = v["sentinels"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{}: no \"sentinels\" object", p.display()));
+    s.values()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A fresh, empty folder for one test.
@@ -136,7 +159,10 @@ pub fn unimed_with(args: &[String], limits: &Limits) -> Finished {
     // SAFETY: only async-signal-safe calls (setrlimit, signal) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            let limit = libc::rlimit { rlim_cur: ADDRESS_SPACE_LIMIT, rlim_max: ADDRESS_SPACE_LIMIT };
+            let limit = libc::rlimit {
+                rlim_cur: ADDRESS_SPACE_LIMIT,
+                rlim_max: ADDRESS_SPACE_LIMIT,
+            };
             if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -144,7 +170,10 @@ pub fn unimed_with(args: &[String], limits: &Limits) -> Finished {
                 // Ignored SIGXFSZ is inherited across exec: the write then fails with EFBIG instead of
                 // killing the process, which is what a full disk looks like to the program.
                 libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
                 if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -153,10 +182,15 @@ pub fn unimed_with(args: &[String], limits: &Limits) -> Finished {
         });
     }
     let start = Instant::now();
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
     let elapsed = start.elapsed();
     use std::os::unix::process::ExitStatusExt;
-    let code = out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0));
     Finished {
         code,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -172,8 +206,15 @@ pub fn unimed(args: &[String]) -> Finished {
 
 /// `["run", "--model", <bundle>, "--max-new-tokens", "2", ARGS...]`.
 pub fn run_args(bundle: &Path, args: &[&str]) -> Vec<String> {
-    let mut all: Vec<String> =
-        ["run", "--model", &path_str(bundle), "--max-new-tokens", MAX_NEW_TOKENS].map(String::from).to_vec();
+    let mut all: Vec<String> = [
+        "run",
+        "--model",
+        &path_str(bundle),
+        "--max-new-tokens",
+        MAX_NEW_TOKENS,
+    ]
+    .map(String::from)
+    .to_vec();
     all.extend(args.iter().map(|s| s.to_string()));
     all
 }
@@ -185,32 +226,65 @@ pub fn path_str(p: &Path) -> String {
 /// The error lines of stderr: `unimed: error: ...`, or `error: ...` from the argument parser (clap,
 /// which adds a usage line and sometimes a tip after it).
 pub fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|l| l.starts_with("unimed: error:") || l.starts_with("error:")).collect()
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("unimed: error:") || l.starts_with("error:"))
+        .collect()
 }
 
 /// The failure contract: the expected code, exactly one error line, containing every needle, and no
 /// panic or backtrace anywhere.
 pub fn assert_clean_failure(f: &Finished, code: i32, needles: &[&str]) {
-    let show = || format!("unimed {:?}\nexit {}\nstdout:\n{}\nstderr:\n{}", f.args, f.code, f.stdout, f.stderr);
-    assert!(DOCUMENTED.contains(&f.code), "exit code outside the documented set: {}", show());
-    assert!(!f.stderr.contains("panicked") && !f.stderr.contains("RUST_BACKTRACE"), "a panic: {}", show());
+    let show = || {
+        format!(
+            "unimed {:?}\nexit {}\nstdout:\n{}\nstderr:\n{}",
+            f.args, f.code, f.stdout, f.stderr
+        )
+    };
+    assert!(
+        DOCUMENTED.contains(&f.code),
+        "exit code outside the documented set: {}",
+        show()
+    );
+    assert!(
+        !f.stderr.contains("panicked") && !f.stderr.contains("RUST_BACKTRACE"),
+        "a panic: {}",
+        show()
+    );
     assert_eq!(f.code, code, "exit code: {}", show());
     let peak = children_peak_rss_kib();
-    assert!(peak < MEMORY_BOUND_KIB, "a child peaked at {peak} KiB (bound {MEMORY_BOUND_KIB}): {}", show());
+    assert!(
+        peak < MEMORY_BOUND_KIB,
+        "a child peaked at {peak} KiB (bound {MEMORY_BOUND_KIB}): {}",
+        show()
+    );
     if code == EXIT_OK {
         return;
     }
     let errors = error_lines(&f.stderr);
-    assert_eq!(errors.len(), 1, "expected exactly one error line: {}", show());
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected exactly one error line: {}",
+        show()
+    );
     for needle in needles {
-        assert!(errors[0].contains(needle), "the error line does not mention {needle:?}: {}", show());
+        assert!(
+            errors[0].contains(needle),
+            "the error line does not mention {needle:?}: {}",
+            show()
+        );
     }
 }
 
 /// Files left in `dir` (a failed run must leave no partial output and no temporary file).
 pub fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -221,14 +295,19 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 pub fn bundle_copy(name: &str, copied: &[&str]) -> PathBuf {
     let src = tiny_bundle();
     let dir = temp_dir(name);
-    for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())).flatten() {
+    for entry in std::fs::read_dir(&src)
+        .unwrap_or_else(|e| panic!("{}: {e}", src.display()))
+        .flatten()
+    {
         let file = entry.file_name();
         let target = dir.join(&file);
         let as_str = file.to_string_lossy();
         if as_str == "unimed.json" || copied.contains(&as_str.as_ref()) {
-            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("{}: {e}", target.display()));
         } else {
-            std::os::unix::fs::symlink(entry.path(), &target).unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+            std::os::unix::fs::symlink(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("{}: {e}", target.display()));
         }
     }
     dir
@@ -238,7 +317,8 @@ pub fn bundle_copy(name: &str, copied: &[&str]) -> PathBuf {
 pub fn edit_manifest(dir: &Path, change: impl FnOnce(&mut Value)) {
     let p = dir.join("unimed.json");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let mut v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     change(&mut v);
     let out = serde_json::to_string_pretty(&v).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(&p, out).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -256,6 +336,10 @@ pub fn flip_middle_byte(path: &Path) {
 pub fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }

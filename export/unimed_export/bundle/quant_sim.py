@@ -11,7 +11,9 @@ last prefix position and after it are exactly the positions `measure.py` scores.
 weights of the linears that MatMulNBits quantises in the builder's graph (q/k/v/o, gate/up/down of every layer,
 and lm_head) by their round-to-nearest, block-wise symmetric fake-quantised copy, as MLAS does it:
 blocks of `block` inputs per output row, scale = (the block's value of largest magnitude) / -2^(bits-1), codes
-clamped to [-2^(bits-1), 2^(bits-1)-1] (zero point 2^(bits-1) in the unsigned storage). Activations stay fp32:
+clamped to [-2^(bits-1), 2^(bits-1)-1] (zero point 2^(bits-1) in the unsigned storage). One known difference:
+torch rounds exact ties to even, MLAS rounds them up; with fp16-stored weights ties happen (0.02 % of the
+bench lm_head's weights end one step apart), which does not move the agreement measurably. Activations stay fp32:
 the exporter measured accuracy_level 1 (fp32 activations) and 4 (int8) at 42.50 % and 42.62 %, so they are not
 what matters.
 
@@ -81,10 +83,11 @@ def logits_of(model, hidden: list) -> torch.Tensor:
     return torch.cat([model.lm_head(h) for h in hidden])
 
 
-def variant(model, originals: dict, runs, table, bits: int, lm_head_bits: int | None) -> torch.Tensor:
+def variant(model, originals: dict, runs, table, bits: int | None, lm_head_bits: int | None) -> torch.Tensor:
     """Logits with layer linears at `bits` and lm_head at `lm_head_bits` (None: fp32); weights restored after."""
-    for name, mod in linears(model, lm_head=False).items():
-        mod.weight.data = fake_quant(originals[name], bits)
+    if bits is not None:
+        for name, mod in linears(model, lm_head=False).items():
+            mod.weight.data = fake_quant(originals[name], bits)
     if lm_head_bits is not None:
         model.lm_head.weight.data = fake_quant(originals["lm_head"], lm_head_bits)
     try:
@@ -184,13 +187,8 @@ def main(argv: list | None = None) -> int:
               f"{100 * report['fp32_torch_vs_ort_ids']:.2f}%; logit std {ref.std():.2f}; top1-top2 gap quantiles "
               + ", ".join(f"q{q}={v:.3f}" for q, v in report["gap_quantiles"].items()), flush=True)
         for name, bits, head in (("int4", 4, 4), ("int4-lm_head-fp32", 4, None), ("int4-lm_head-int8", 4, 8),
-                                 ("int8", 8, 8), ("int8-lm_head-fp32", 8, None), ("lm_head-int4-only", 32, 4)):
-            if bits == 32:  # layers untouched: only lm_head quantised
-                model.lm_head.weight.data = fake_quant(originals["lm_head"], head)
-                cand = logits_of(model, teacher_forced_hidden(model, runs, table))
-                model.lm_head.weight.data = originals["lm_head"]
-            else:
-                cand = variant(model, originals, runs, table, bits, head)
+                                 ("int8", 8, 8), ("int8-lm_head-fp32", 8, None), ("lm_head-int4-only", None, 4)):
+            cand = variant(model, originals, runs, table, bits, head)
             s = summarise(ref, cand, ort_ids, gaps)
             report["variants"][name] = s
             print(f"{name:18s} top-1 {100 * s['top1_vs_torch_fp32']:6.2f}% (vs ORT ids "

@@ -29,7 +29,10 @@ fn stage_ms(t: &TaskReport) -> [f64; 8] {
     let p50 = |s: &Option<super::stats::Summary>| s.map(|v| v.p50).unwrap_or(0.0);
     let tokens = t.generated_tokens.iter().copied().min().unwrap_or(0);
     // A run of N tokens has N - 1 decode steps (the first token comes from the prefill).
-    let decode = t.decode_ms_per_token.map(|d| d.mean * tokens.saturating_sub(1) as f64).unwrap_or(0.0);
+    let decode = t
+        .decode_ms_per_token
+        .map(|d| d.mean * tokens.saturating_sub(1) as f64)
+        .unwrap_or(0.0);
     [
         p50(&t.input_decode_ms),
         p50(&t.preprocess_ms),
@@ -44,8 +47,16 @@ fn stage_ms(t: &TaskReport) -> [f64; 8] {
 
 /// The chart as an SVG document.
 pub fn svg(r: &BenchReport) -> String {
-    let rows: Vec<(&str, [f64; 8])> = r.tasks.iter().map(|t| (t.task.as_str(), stage_ms(t))).collect();
-    let max_total = rows.iter().map(|(_, s)| s.iter().sum::<f64>()).fold(0.0, f64::max).max(1e-9);
+    let rows: Vec<(&str, [f64; 8])> = r
+        .tasks
+        .iter()
+        .map(|t| (t.task.as_str(), stage_ms(t)))
+        .collect();
+    let max_total = rows
+        .iter()
+        .map(|(_, s)| s.iter().sum::<f64>())
+        .fold(0.0, f64::max)
+        .max(1e-9);
     let height = TOP + rows.len() as f64 * (BAR_HEIGHT + BAR_GAP) + LEGEND_HEIGHT;
     let width = LEFT + PLOT_WIDTH + 90.0;
     let mut s = String::new();
@@ -62,7 +73,13 @@ pub fn svg(r: &BenchReport) -> String {
     );
     for (i, (task, stages)) in rows.iter().enumerate() {
         let y = TOP + i as f64 * (BAR_HEIGHT + BAR_GAP);
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, LEFT - 8.0, y + BAR_HEIGHT * 0.65, xml_escape(task));
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            LEFT - 8.0,
+            y + BAR_HEIGHT * 0.65,
+            xml_escape(task)
+        );
         let mut x = LEFT;
         for ((name, colour), v) in STAGES.iter().zip(stages) {
             let w = v / max_total * PLOT_WIDTH;
@@ -75,19 +92,35 @@ pub fn svg(r: &BenchReport) -> String {
             x += w;
         }
         let total: f64 = stages.iter().sum();
-        let _ = writeln!(s, r#"<text x="{:.2}" y="{:.2}">{total:.0} ms</text>"#, x + 6.0, y + BAR_HEIGHT * 0.65);
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.2}" y="{:.2}">{total:.0} ms</text>"#,
+            x + 6.0,
+            y + BAR_HEIGHT * 0.65
+        );
     }
     let legend_y = TOP + rows.len() as f64 * (BAR_HEIGHT + BAR_GAP) + 10.0;
     for (i, (name, colour)) in STAGES.iter().enumerate() {
         let x = LEFT + (i % 4) as f64 * 160.0;
         let y = legend_y + (i / 4) as f64 * 18.0;
-        let _ = writeln!(s, r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{colour}"/>"#);
-        let _ = writeln!(s, r#"<text x="{}" y="{}">{name}</text>"#, x + 16.0, y + 10.0);
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{colour}"/>"#
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}">{name}</text>"#,
+            x + 16.0,
+            y + 10.0
+        );
     }
     s.push_str("</svg>\n");
     s
 }
 
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -79,12 +79,22 @@ fn prompt(path: Option<&Path>, len: usize, bos: u32, vocab: usize) -> Result<Vec
     }
     let ids: Vec<u32> = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading --prompt-ids {}", p.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("--prompt-ids {}: expected a JSON list of token ids", p.display()))?
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading --prompt-ids {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "--prompt-ids {}: expected a JSON list of token ids",
+                    p.display()
+                )
+            })?
         }
         // Plain ids above the specials, cycling through the vocabulary: deterministic without an RNG.
-        None => std::iter::once(bos).chain((0..len.saturating_sub(1)).map(|i| (FIRST_PLAIN_ID + i * 7919 % (vocab - FIRST_PLAIN_ID)) as u32)).collect(),
+        None => std::iter::once(bos)
+            .chain(
+                (0..len.saturating_sub(1))
+                    .map(|i| (FIRST_PLAIN_ID + i * 7919 % (vocab - FIRST_PLAIN_ID)) as u32),
+            )
+            .collect(),
     };
     if ids.is_empty() {
         bail!("the prompt is empty");
@@ -96,7 +106,14 @@ fn prompt(path: Option<&Path>, len: usize, bos: u32, vocab: usize) -> Result<Vec
 }
 
 pub fn tokens_sha256(tokens: &[u32]) -> String {
-    let json = format!("[{}]", tokens.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+    let json = format!(
+        "[{}]",
+        tokens
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let digest = Sha256::digest(json.as_bytes());
     digest.iter().take(8).fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -109,9 +126,18 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
     let bundle = Bundle::load(b.model).with_context(|| format!("loading {}", b.model.display()))?;
     let m = bundle.manifest();
     let mut decoder = DecoderGraph::load(&bundle.path(&m.graphs.decoder.file), m, &b.session)?;
-    let embed = EmbedTable::open(&bundle.path(&m.embed_tokens.file), m.embed_tokens.shape[0], m.embed_tokens.shape[1])?;
+    let embed = EmbedTable::open(
+        &bundle.path(&m.embed_tokens.file),
+        m.embed_tokens.shape[0],
+        m.embed_tokens.shape[1],
+    )?;
     let load = start.elapsed();
-    let ids = prompt(b.prompt_ids.as_deref(), b.prompt_len, m.tokens.bos, m.model.vocab_size)?;
+    let ids = prompt(
+        b.prompt_ids.as_deref(),
+        b.prompt_len,
+        m.tokens.bos,
+        m.model.vocab_size,
+    )?;
     if b.new_tokens < 2 {
         bail!("--new-tokens must be at least 2 (one prefill token and one decode step)");
     }
@@ -119,9 +145,14 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
     let mut cache = decoder.new_cache(capacity)?;
     // An id the sampler can never return: every run decodes exactly new_tokens tokens.
     let never = u32::try_from(m.model.vocab_size).unwrap_or(u32::MAX);
-    let limits = DecodeLimits { max_new_tokens: b.new_tokens, eos: never, eos_on_first_step: true };
+    let limits = DecodeLimits {
+        max_new_tokens: b.new_tokens,
+        eos: never,
+        eos_on_first_step: true,
+    };
     let mut trace = String::new();
-    let (mut ttft, mut token_gaps, mut steps, mut e2e) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ttft, mut token_gaps, mut steps, mut e2e) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut by_position: Vec<Vec<f64>> = vec![Vec::new(); b.new_tokens - 1];
     let mut tokens = Vec::new();
     for run in 0..b.warmup + b.runs {
@@ -136,10 +167,24 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
             stamps.push(monotonic_ns());
             Ok(())
         };
-        let out = generate(&mut decoder, &mut cache, &embed, embeds, ids.len(), &mut sampler, &limits, &mut on_token)?;
+        let out = generate(
+            &mut decoder,
+            &mut cache,
+            &embed,
+            embeds,
+            ids.len(),
+            &mut sampler,
+            &limits,
+            &mut on_token,
+        )?;
         let total = wall.elapsed();
         if out.ids.len() != b.new_tokens {
-            bail!("run {run}: generated {} tokens, expected {} (stop: {})", out.ids.len(), b.new_tokens, out.stop_reason.name());
+            bail!(
+                "run {run}: generated {} tokens, expected {} (stop: {})",
+                out.ids.len(),
+                b.new_tokens,
+                out.stop_reason.name()
+            );
         }
         if b.token_trace.is_some() {
             let _ = writeln!(trace, "generation {run} start {t0}");
@@ -163,7 +208,8 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
         }
     }
     if let Some(path) = &b.token_trace {
-        std::fs::write(path, trace).with_context(|| format!("writing --token-trace {}", path.display()))?;
+        std::fs::write(path, trace)
+            .with_context(|| format!("writing --token-trace {}", path.display()))?;
     }
     let decode = Summary::of_ms(&token_gaps);
     let rss = memory::rss();
@@ -182,13 +228,24 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
         decode_step_ms: Summary::of_ms(&steps),
         decode_tokens_per_s: decode.filter(|d| d.mean > 0.0).map(|d| 1e3 / d.mean),
         e2e_ms: Summary::of_ms(&e2e),
-        token_ms_by_position: by_position.iter().filter_map(|v| Summary::of_ms(v).map(|s| s.p50)).collect(),
+        token_ms_by_position: by_position
+            .iter()
+            .filter_map(|v| Summary::of_ms(v).map(|s| s.p50))
+            .collect(),
         tokens_sha256: tokens_sha256(&tokens),
         tokens,
         peak_rss_bytes: rss.peak_bytes,
         rss,
-        resident_files: memory::resident_files().into_iter().take(RESIDENT_FILES_SHOWN).collect(),
-        kv_cache_bytes: (2 * kv.num_layers * kv.num_kv_heads * kv.head_dim * capacity * std::mem::size_of::<f32>()) as u64,
+        resident_files: memory::resident_files()
+            .into_iter()
+            .take(RESIDENT_FILES_SHOWN)
+            .collect(),
+        kv_cache_bytes: (2
+            * kv.num_layers
+            * kv.num_kv_heads
+            * kv.head_dim
+            * capacity
+            * std::mem::size_of::<f32>()) as u64,
     })
 }
 

@@ -26,7 +26,13 @@ pub fn rss() -> Rss {
     let field = |name: &str| -> Option<u64> {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kib| kib * 1024)
     };
     Rss {
@@ -50,9 +56,17 @@ pub fn resident_files() -> Vec<(String, u64)> {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or("");
         if first.contains('-') && !first.ends_with(':') {
-            current = fields.nth(4).filter(|p| p.starts_with('/')).map(str::to_string);
+            current = fields
+                .nth(4)
+                .filter(|p| p.starts_with('/'))
+                .map(str::to_string);
         } else if let (Some(path), Some(rest)) = (&current, line.strip_prefix("Rss:")) {
-            let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            let kib: u64 = rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
             *by_file.entry(path.clone()).or_insert(0) += kib * 1024;
         }
     }
@@ -77,7 +91,10 @@ pub fn evict_from_page_cache(path: &Path) -> bool {
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the ONNX Runtime timing shim (benches/ortshim), so
 /// token timestamps and run intervals can be joined.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we pass; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64

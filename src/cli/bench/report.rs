@@ -100,15 +100,23 @@ impl TaskReport {
         let opt = |f: &dyn Fn(&Output) -> Option<std::time::Duration>| {
             Summary::of(&outputs.iter().filter_map(f).collect::<Vec<_>>())
         };
-        let steps: Vec<_> = outputs.iter().flat_map(|o| o.timings.decode_steps.iter().copied()).collect();
+        let steps: Vec<_> = outputs
+            .iter()
+            .flat_map(|o| o.timings.decode_steps.iter().copied())
+            .collect();
         let decode = Summary::of(&steps);
         let mut stop_reasons = BTreeMap::new();
         for o in outputs {
-            *stop_reasons.entry(o.stop_reason.name().to_string()).or_insert(0) += 1;
+            *stop_reasons
+                .entry(o.stop_reason.name().to_string())
+                .or_insert(0) += 1;
         }
         TaskReport {
             task: task.name().to_string(),
-            prompt_tokens: outputs.first().map(|o| o.prompt.len(num_image_tokens)).unwrap_or(0),
+            prompt_tokens: outputs
+                .first()
+                .map(|o| o.prompt.len(num_image_tokens))
+                .unwrap_or(0),
             generated_tokens: outputs.iter().map(|o| o.tokens.len()).collect(),
             stop_reasons,
             input_decode_ms: opt(&|o| o.timings.input_decode),
@@ -151,7 +159,11 @@ pub fn table(r: &BenchReport) -> String {
         s,
         "load: cold {:.0} ms{}, warm {:.0} ms",
         r.load_ms.cold,
-        if r.load_ms.evicted { " (files evicted from the page cache)" } else { "" },
+        if r.load_ms.evicted {
+            " (files evicted from the page cache)"
+        } else {
+            ""
+        },
         r.load_ms.warm
     );
     let _ = writeln!(
@@ -167,7 +179,10 @@ pub fn table(r: &BenchReport) -> String {
     );
     for t in &r.tasks {
         let p50 = |x: &Option<Summary>| cell(x.map(|v| v.p50));
-        let tokens = match (t.generated_tokens.iter().min(), t.generated_tokens.iter().max()) {
+        let tokens = match (
+            t.generated_tokens.iter().min(),
+            t.generated_tokens.iter().max(),
+        ) {
             (Some(a), Some(b)) if a == b => a.to_string(),
             (Some(a), Some(b)) => format!("{a}-{b}"),
             _ => "-".into(),
@@ -194,7 +209,10 @@ pub fn table(r: &BenchReport) -> String {
         );
     }
     let m = &r.memory;
-    let mib = |b: Option<u64>| b.map(|b| format!("{:.0} MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "-".into());
+    let mib = |b: Option<u64>| {
+        b.map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
+            .unwrap_or_else(|| "-".into())
+    };
     let _ = writeln!(
         s,
         "memory: peak RSS {} (after load {}), anon {}, file {}; weights {} + KV cache {} -> peak/(weights+KV) {}",
@@ -223,7 +241,11 @@ pub fn csv(r: &BenchReport) -> String {
         let fields = [
             t.task.clone(),
             t.prompt_tokens.to_string(),
-            t.generated_tokens.iter().min().map(|v| v.to_string()).unwrap_or_default(),
+            t.generated_tokens
+                .iter()
+                .min()
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             f(t.input_decode_ms.map(|v| v.p50)),
             f(t.preprocess_ms.map(|v| v.p50)),
             f(t.vision_ms.map(|v| v.p50)),
@@ -241,8 +263,15 @@ pub fn csv(r: &BenchReport) -> String {
             f(t.e2e_ms.map(|v| v.p99)),
             f(Some(r.load_ms.cold)),
             f(Some(r.load_ms.warm)),
-            r.memory.rss.peak_bytes.map(|v| v.to_string()).unwrap_or_default(),
-            r.settings.threads.map(|v| v.to_string()).unwrap_or_default(),
+            r.memory
+                .rss
+                .peak_bytes
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            r.settings
+                .threads
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             r.settings.prepacking.to_string(),
         ];
         s.push_str(&fields.join(","));

@@ -41,14 +41,20 @@ impl BenchRequests {
     /// Parses the compiled-in set; `image` overrides its image, else the compiled-in one is written
     /// into `work_dir` (decoding it from a file is part of what is measured).
     pub fn load(image: Option<&Path>, work_dir: &Path) -> Result<Self> {
-        let file: RequestsFile = serde_json::from_str(REQUESTS_JSON).context("benches/requests.json (compiled in)")?;
+        let file: RequestsFile =
+            serde_json::from_str(REQUESTS_JSON).context("benches/requests.json (compiled in)")?;
         let image = match image {
             Some(p) => p.to_path_buf(),
             None => {
-                let name = Path::new(&file.image).file_name().map(|n| n.to_os_string()).unwrap_or_default();
+                let name = Path::new(&file.image)
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_default();
                 let path = work_dir.join(name);
-                std::fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
-                std::fs::write(&path, IMAGE_BYTES).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::create_dir_all(work_dir)
+                    .with_context(|| format!("creating {}", work_dir.display()))?;
+                std::fs::write(&path, IMAGE_BYTES)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 path
             }
         };
@@ -93,7 +99,10 @@ pub fn parse_tasks(list: &str) -> Result<Vec<Task>> {
         }
     }
     if tasks.is_empty() {
-        bail!("--tasks {list:?}: expected `all` or a comma-separated list of {}", Task::ALL.map(Task::name).join(", "));
+        bail!(
+            "--tasks {list:?}: expected `all` or a comma-separated list of {}",
+            Task::ALL.map(Task::name).join(", ")
+        );
     }
     Ok(tasks)
 }
@@ -111,7 +120,10 @@ mod tests {
             let r = set.request(task, 7, true).unwrap();
             assert_eq!(r.generation.max_new_tokens, Some(7));
         }
-        assert_eq!(set.request(Task::Reg, 1, true).unwrap().bbox, Some([96.0, 128.0, 240.0, 400.0]));
+        assert_eq!(
+            set.request(Task::Reg, 1, true).unwrap().bbox,
+            Some([96.0, 128.0, 240.0, 400.0])
+        );
         assert!(std::fs::read(set.image()).unwrap().starts_with(b"\x89PNG"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -119,7 +131,10 @@ mod tests {
     #[test]
     fn task_lists_parse() {
         assert_eq!(parse_tasks("all").unwrap().len(), Task::ALL.len());
-        assert_eq!(parse_tasks("vqa, rec,vqa").unwrap(), vec![Task::Vqa, Task::Rec]);
+        assert_eq!(
+            parse_tasks("vqa, rec,vqa").unwrap(),
+            vec![Task::Vqa, Task::Rec]
+        );
         assert!(parse_tasks("vqa,nope").is_err());
         assert!(parse_tasks(" , ").is_err());
     }

@@ -16,11 +16,14 @@ pub fn kv_memory(opts: &SessionOptions, graph: &str) -> Result<Option<MemoryInfo
     match opts.providers.ep.provider_for(graph, opts.provider) {
         ExecutionProvider::Cpu => Ok(None),
         // TensorRT's engines read and write CUDA device memory, like the CUDA provider.
-        ExecutionProvider::Cuda | ExecutionProvider::TensorRt => {
-            MemoryInfo::new(AllocationDevice::CUDA, opts.providers.cuda.device_id, AllocatorType::Device, MemoryType::Default)
-                .map(Some)
-                .map_err(|e| Error::ort(format!("{graph}: CUDA device memory info"), e))
-        }
+        ExecutionProvider::Cuda | ExecutionProvider::TensorRt => MemoryInfo::new(
+            AllocationDevice::CUDA,
+            opts.providers.cuda.device_id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map(Some)
+        .map_err(|e| Error::ort(format!("{graph}: CUDA device memory info"), e)),
     }
 }
 
@@ -36,7 +39,9 @@ mod tests {
         opts.providers.cuda.device_id = 1;
         // MemoryInfo needs the ONNX Runtime library loaded.
         crate::graphs::session::environment(None).unwrap();
-        let info = kv_memory(&opts, "decoder").unwrap().expect("device memory for a CUDA decoder");
+        let info = kv_memory(&opts, "decoder")
+            .unwrap()
+            .expect("device memory for a CUDA decoder");
         assert_eq!(info.device_id(), 1);
         assert!(kv_memory(&opts, "vision").unwrap().is_none());
     }

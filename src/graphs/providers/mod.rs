@@ -28,8 +28,8 @@ use crate::error::{Error, Result};
 
 pub use device::kv_memory;
 pub use placement::{placement, placements, Placement};
-pub(crate) use register::create;
 pub use register::available_providers;
+pub(crate) use register::create;
 
 /// The graphs of a bundle, by the names used in specs, errors and reports (data-flow order).
 pub const GRAPHS: [&str; 3] = ["vision", "connector", "decoder"];
@@ -81,7 +81,8 @@ impl Serialize for ExecutionProvider {
 impl<'de> Deserialize<'de> for ExecutionProvider {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|e: Error| serde::de::Error::custom(e.to_string()))
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.to_string()))
     }
 }
 
@@ -98,7 +99,11 @@ pub struct EpSpec {
 impl EpSpec {
     /// The provider for `graph`, with `otherwise` when the spec says nothing about it.
     pub fn provider_for(&self, graph: &str, otherwise: ExecutionProvider) -> ExecutionProvider {
-        self.per_graph.get(graph).copied().or(self.default).unwrap_or(otherwise)
+        self.per_graph
+            .get(graph)
+            .copied()
+            .or(self.default)
+            .unwrap_or(otherwise)
     }
 }
 
@@ -129,7 +134,10 @@ impl std::str::FromStr for EpSpec {
                     if !GRAPHS.contains(&graph.as_str()) {
                         return Err(bad(format!("unknown graph \"{graph}\"")));
                     }
-                    let provider = provider.trim().parse().map_err(|e: Error| bad(e.to_string()))?;
+                    let provider = provider
+                        .trim()
+                        .parse()
+                        .map_err(|e: Error| bad(e.to_string()))?;
                     if spec.per_graph.insert(graph.clone(), provider).is_some() {
                         return Err(bad(format!("graph \"{graph}\" named twice")));
                     }
@@ -143,7 +151,11 @@ impl std::str::FromStr for EpSpec {
 impl std::fmt::Display for EpSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts: Vec<String> = self.default.iter().map(|p| p.name().to_string()).collect();
-        parts.extend(self.per_graph.iter().map(|(g, p)| format!("{g}={}", p.name())));
+        parts.extend(
+            self.per_graph
+                .iter()
+                .map(|(g, p)| format!("{g}={}", p.name())),
+        );
         f.write_str(&parts.join(","))
     }
 }
@@ -157,7 +169,8 @@ impl Serialize for EpSpec {
 impl<'de> Deserialize<'de> for EpSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|e: Error| serde::de::Error::custom(e.to_string()))
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.to_string()))
     }
 }
 
@@ -266,23 +279,39 @@ impl ProviderConfig {
 /// Parses a byte size: a plain number of bytes or one with a K, M, G suffix (powers of 1024), e.g. `6G`.
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+    let (digits, unit) = match t
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
         Some((i, _)) => t.split_at(i),
         None => (t, ""),
     };
-    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 0,
         "K" => 10,
         "M" => 20,
         "G" => 30,
-        other => return Err(Error::Request(format!("size \"{s}\": unknown unit \"{other}\" (expected K, M or G)"))),
+        other => {
+            return Err(Error::Request(format!(
+                "size \"{s}\": unknown unit \"{other}\" (expected K, M or G)"
+            )))
+        }
     };
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| Error::Request(format!("size \"{s}\": expected a number of bytes, optionally with K, M or G")))?;
+    let value: f64 = digits.parse().map_err(|_| {
+        Error::Request(format!(
+            "size \"{s}\": expected a number of bytes, optionally with K, M or G"
+        ))
+    })?;
     let bytes = value * (1u64 << shift) as f64;
     if !bytes.is_finite() || bytes < 1.0 {
-        return Err(Error::Request(format!("size \"{s}\": must be at least 1 byte")));
+        return Err(Error::Request(format!(
+            "size \"{s}\": must be at least 1 byte"
+        )));
     }
     Ok(bytes as u64)
 }
@@ -295,12 +324,24 @@ mod tests {
     fn specs_parse_defaults_and_overrides() {
         let s: EpSpec = "tensorrt,decoder=cuda".parse().unwrap();
         assert_eq!(s.default, Some(ExecutionProvider::TensorRt));
-        assert_eq!(s.provider_for("vision", ExecutionProvider::Cpu), ExecutionProvider::TensorRt);
-        assert_eq!(s.provider_for("decoder", ExecutionProvider::Cpu), ExecutionProvider::Cuda);
+        assert_eq!(
+            s.provider_for("vision", ExecutionProvider::Cpu),
+            ExecutionProvider::TensorRt
+        );
+        assert_eq!(
+            s.provider_for("decoder", ExecutionProvider::Cpu),
+            ExecutionProvider::Cuda
+        );
         let s: EpSpec = "vision=trt, connector=TensorRT".parse().unwrap();
         assert_eq!(s.default, None);
-        assert_eq!(s.provider_for("connector", ExecutionProvider::Cpu), ExecutionProvider::TensorRt);
-        assert_eq!(s.provider_for("decoder", ExecutionProvider::Cuda), ExecutionProvider::Cuda);
+        assert_eq!(
+            s.provider_for("connector", ExecutionProvider::Cpu),
+            ExecutionProvider::TensorRt
+        );
+        assert_eq!(
+            s.provider_for("decoder", ExecutionProvider::Cuda),
+            ExecutionProvider::Cuda
+        );
         assert_eq!(s.to_string(), "connector=tensorrt,vision=tensorrt");
     }
 
@@ -324,14 +365,21 @@ mod tests {
             r#"{"ep": "tensorrt,decoder=cuda", "cuda": {"mem_limit": 1024}, "tensorrt": {"dla_core": 0}, "cpu_nodes": "none"}"#,
         )
         .unwrap();
-        assert_eq!(cfg.ep.per_graph.get("decoder"), Some(&ExecutionProvider::Cuda));
+        assert_eq!(
+            cfg.ep.per_graph.get("decoder"),
+            Some(&ExecutionProvider::Cuda)
+        );
         assert_eq!(cfg.cuda.mem_limit, Some(1024));
         assert_eq!(cfg.tensorrt.dla_core, Some(0));
         assert!(cfg.tensorrt.fp16, "fp16 stays on unless switched off");
         assert_eq!(cfg.cpu_nodes, CpuNodes::None);
-        let err = serde_json::from_str::<ProviderConfig>(r#"{"cuda": {"device": 1}}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<ProviderConfig>(r#"{"cuda": {"device": 1}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("device"), "{err}");
-        let err = serde_json::from_str::<ProviderConfig>(r#"{"ep": "vision=npu"}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<ProviderConfig>(r#"{"ep": "vision=npu"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("npu"), "{err}");
     }
 
@@ -341,7 +389,10 @@ mod tests {
         assert_eq!(parse_size("6G").unwrap(), 6 << 30);
         assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
         assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
-        assert!(parse_size("6T").unwrap_err().to_string().contains("unknown unit"));
+        assert!(parse_size("6T")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("0").is_err());
     }

@@ -26,9 +26,38 @@ pub(super) const RECORD_ASSIGNMENT_KEY: &str = "session.record_ep_graph_assignme
 /// "CPU-preferred nodes": shape computations whose inputs are already on the host). A node of another
 /// type on the CPU is real compute falling back.
 pub(super) const SHAPE_OPS: &[&str] = &[
-    "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Reshape", "Range",
-    "ConstantOfShape", "Equal", "Less", "Greater", "Where", "Expand", "Add", "Sub", "Mul", "Div", "Neg", "Max",
-    "Min", "ReduceSum", "ReduceProd", "ReduceMax", "Not", "And", "Or", "Identity", "Tile", "Trilu",
+    "Shape",
+    "Size",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Slice",
+    "Cast",
+    "Reshape",
+    "Range",
+    "ConstantOfShape",
+    "Equal",
+    "Less",
+    "Greater",
+    "Where",
+    "Expand",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Neg",
+    "Max",
+    "Min",
+    "ReduceSum",
+    "ReduceProd",
+    "ReduceMax",
+    "Not",
+    "And",
+    "Or",
+    "Identity",
+    "Tile",
+    "Trilu",
 ];
 
 /// Where one graph runs.
@@ -57,14 +86,21 @@ impl Placement {
             s.push_str(&format!(" (nodes: {})", list.join(", ")));
         }
         if let Some(why) = &self.fallback {
-            s.push_str(&format!(" [fallback from {}: {why}]", self.requested.name()));
+            s.push_str(&format!(
+                " [fallback from {}: {why}]",
+                self.requested.name()
+            ));
         }
         s
     }
 
     /// Compute nodes (not shape bookkeeping) that ended up on the CPU.
     pub fn cpu_compute_ops(&self) -> BTreeMap<String, usize> {
-        self.cpu_ops.iter().filter(|(op, _)| !SHAPE_OPS.contains(&op.as_str())).map(|(k, v)| (k.clone(), *v)).collect()
+        self.cpu_ops
+            .iter()
+            .filter(|(op, _)| !SHAPE_OPS.contains(&op.as_str()))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 }
 
@@ -78,9 +114,15 @@ pub(super) fn record(p: Placement) {
 
 /// The last recorded placement of every graph, in data-flow order (other names after).
 pub fn placements() -> Vec<Placement> {
-    let Ok(t) = TABLE.lock() else { return Vec::new() };
+    let Ok(t) = TABLE.lock() else {
+        return Vec::new();
+    };
     let mut out: Vec<Placement> = GRAPHS.iter().filter_map(|g| t.get(*g).cloned()).collect();
-    out.extend(t.values().filter(|p| !GRAPHS.contains(&p.graph.as_str())).cloned());
+    out.extend(
+        t.values()
+            .filter(|p| !GRAPHS.contains(&p.graph.as_str()))
+            .cloned(),
+    );
     out
 }
 
@@ -100,7 +142,10 @@ pub(super) fn assignments(session: &Session) -> Result<Vec<(String, String)>, St
     // are owned by the session (valid while it lives) and only read here; every status is checked and
     // released.
     unsafe {
-        check(api, (api.Session_GetEpGraphAssignmentInfo)(session.ptr(), &mut subgraphs, &mut count))?;
+        check(
+            api,
+            (api.Session_GetEpGraphAssignmentInfo)(session.ptr(), &mut subgraphs, &mut count),
+        )?;
         for i in 0..count {
             let sg = *subgraphs.add(i);
             let mut name: *const c_char = std::ptr::null();
@@ -108,10 +153,16 @@ pub(super) fn assignments(session: &Session) -> Result<Vec<(String, String)>, St
             let ep = string(name);
             let mut nodes: *const *const ort::sys::OrtEpAssignedNode = std::ptr::null();
             let mut n = 0usize;
-            check(api, (api.EpAssignedSubgraph_GetNodes)(sg, &mut nodes, &mut n))?;
+            check(
+                api,
+                (api.EpAssignedSubgraph_GetNodes)(sg, &mut nodes, &mut n),
+            )?;
             for j in 0..n {
                 let mut op: *const c_char = std::ptr::null();
-                check(api, (api.EpAssignedNode_GetOperatorType)(*nodes.add(j), &mut op))?;
+                check(
+                    api,
+                    (api.EpAssignedNode_GetOperatorType)(*nodes.add(j), &mut op),
+                )?;
                 out.push((ep.clone(), string(op)));
             }
         }
@@ -120,7 +171,9 @@ pub(super) fn assignments(session: &Session) -> Result<Vec<(String, String)>, St
 }
 
 /// Counts nodes per provider, and the CPU's nodes per operator type.
-pub(super) fn tally(assigned: &[(String, String)]) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
+pub(super) fn tally(
+    assigned: &[(String, String)],
+) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
     let mut nodes = BTreeMap::new();
     let mut cpu_ops = BTreeMap::new();
     for (ep, op) in assigned {
@@ -157,15 +210,28 @@ mod tests {
     /// tiny connector is reported, all of them on the CPU, including its MatMuls.
     #[test]
     fn assignments_are_read_from_onnx_runtime() {
-        let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny/connector.onnx");
+        let model =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny/connector.onnx");
         let (env, _) = crate::graphs::session::environment(None).unwrap();
-        let mut builder = Session::builder(&env).unwrap().with_config_entry(RECORD_ASSIGNMENT_KEY, "1").unwrap();
+        let mut builder = Session::builder(&env)
+            .unwrap()
+            .with_config_entry(RECORD_ASSIGNMENT_KEY, "1")
+            .unwrap();
         let session = builder.commit_from_file(&model).unwrap();
         let assigned = assignments(&session).unwrap();
         let (nodes, cpu_ops) = tally(&assigned);
-        assert_eq!(nodes.keys().collect::<Vec<_>>(), vec!["CPUExecutionProvider"], "{nodes:?}");
+        assert_eq!(
+            nodes.keys().collect::<Vec<_>>(),
+            vec!["CPUExecutionProvider"],
+            "{nodes:?}"
+        );
         assert!(nodes["CPUExecutionProvider"] > 5, "{nodes:?}");
-        assert!(cpu_ops.keys().any(|op| op.contains("MatMul") || op == "Gemm"), "{cpu_ops:?}");
+        assert!(
+            cpu_ops
+                .keys()
+                .any(|op| op.contains("MatMul") || op == "Gemm"),
+            "{cpu_ops:?}"
+        );
     }
 
     #[test]
@@ -196,6 +262,10 @@ mod tests {
         let compute = p.cpu_compute_ops();
         assert_eq!(compute.len(), 1);
         assert_eq!(compute["MatMul"], 1);
-        assert!(p.summary().contains("CUDAExecutionProvider 2"), "{}", p.summary());
+        assert!(
+            p.summary().contains("CUDAExecutionProvider 2"),
+            "{}",
+            p.summary()
+        );
     }
 }

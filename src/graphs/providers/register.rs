@@ -31,7 +31,9 @@ pub fn available_providers() -> Result<Vec<String>> {
     unsafe {
         let status = (api.GetAvailableProviders)(&mut list, &mut count);
         if !status.0.is_null() {
-            let message = CStr::from_ptr((api.GetErrorMessage)(status.0)).to_string_lossy().into_owned();
+            let message = CStr::from_ptr((api.GetErrorMessage)(status.0))
+                .to_string_lossy()
+                .into_owned();
             (api.ReleaseStatus)(status.0);
             return Err(Error::ort("GetAvailableProviders", message));
         }
@@ -79,10 +81,15 @@ pub(crate) fn create(
     let mut reasons: Vec<String> = Vec::new();
     for ep in chain(requested, cfg.fallback) {
         if ep == ExecutionProvider::Cpu {
-            let session = fresh()?.commit_from_file(model).map_err(|e| Error::ort(&stage, e))?;
+            let session = fresh()?
+                .commit_from_file(model)
+                .map_err(|e| Error::ort(&stage, e))?;
             let fallback = (!reasons.is_empty()).then(|| reasons.join("; "));
             if let Some(why) = &fallback {
-                warn(graph, &format!("running on the CPU because fallback is allowed: {why}"));
+                warn(
+                    graph,
+                    &format!("running on the CPU because fallback is allowed: {why}"),
+                );
             }
             placement::record(Placement {
                 graph: graph.to_string(),
@@ -101,7 +108,10 @@ pub(crate) fn create(
                     if !cfg.fallback {
                         return Err(refusal(graph, model, ep, &why));
                     }
-                    warn(graph, &format!("accepted because fallback is allowed: {why}"));
+                    warn(
+                        graph,
+                        &format!("accepted because fallback is allowed: {why}"),
+                    );
                     reasons.push(why);
                 }
                 placed.fallback = (!reasons.is_empty()).then(|| reasons.join("; "));
@@ -112,7 +122,13 @@ pub(crate) fn create(
             Err(why) => return Err(refusal(graph, model, ep, &why)),
         }
     }
-    Err(Error::ort(stage, format!("no execution provider could run the graph: {}", reasons.join("; "))))
+    Err(Error::ort(
+        stage,
+        format!(
+            "no execution provider could run the graph: {}",
+            reasons.join("; ")
+        ),
+    ))
 }
 
 /// The error for a provider that was asked for and cannot run the graph.
@@ -169,16 +185,20 @@ fn attempt(
         .with_config_entry(RECORD_ASSIGNMENT_KEY, "1")
         .map_err(|e| format!("setting {RECORD_ASSIGNMENT_KEY}: {e}"))?;
     if cfg.cpu_nodes == CpuNodes::None && !cfg.fallback {
-        builder = builder.with_disable_cpu_fallback().map_err(|e| format!("disabling CPU fallback: {e}"))?;
+        builder = builder
+            .with_disable_cpu_fallback()
+            .map_err(|e| format!("disabling CPU fallback: {e}"))?;
     }
     let (mut builder, notices) = dispatch::register(builder, graph, model, ep, cfg)?;
     // Only now that the provider registered is a long build actually coming.
     for notice in notices {
         eprintln!("unimed: {notice}");
     }
-    let session =
-        builder.commit_from_file(model).map_err(|e| format!("creating the session failed: {}", e.to_string().trim_end()))?;
-    let assigned = placement::assignments(&session).map_err(|e| format!("reading the node assignments failed: {e}"))?;
+    let session = builder
+        .commit_from_file(model)
+        .map_err(|e| format!("creating the session failed: {}", e.to_string().trim_end()))?;
+    let assigned = placement::assignments(&session)
+        .map_err(|e| format!("reading the node assignments failed: {e}"))?;
     let (nodes, cpu_ops) = placement::tally(&assigned);
     let placed = Placement {
         graph: graph.to_string(),
@@ -192,13 +212,20 @@ fn attempt(
 }
 
 /// Did `ep` take the graph? (Node placement policy, see [`CpuNodes`].)
-fn check_placement(p: &Placement, ep: ExecutionProvider, cfg: &ProviderConfig) -> std::result::Result<(), String> {
+fn check_placement(
+    p: &Placement,
+    ep: ExecutionProvider,
+    cfg: &ProviderConfig,
+) -> std::result::Result<(), String> {
     let nodes = p.nodes.clone().unwrap_or_default();
     let total: usize = nodes.values().sum();
     let taken = nodes.get(ep.ort_name()).copied().unwrap_or(0);
     if taken == 0 {
         let list: Vec<String> = nodes.iter().map(|(e, n)| format!("{e} {n}")).collect();
-        return Err(format!("it took none of the graph's {total} nodes (placement: {})", list.join(", ")));
+        return Err(format!(
+            "it took none of the graph's {total} nodes (placement: {})",
+            list.join(", ")
+        ));
     }
     if cfg.cpu_nodes == CpuNodes::ShapeOnly {
         let compute = p.cpu_compute_ops();
@@ -281,8 +308,10 @@ mod dispatch {
         if o.dla_core.is_some() && !o.fp16 {
             return Err("a DLA core runs fp16 or int8 only; enable fp16 to use dla_core".into());
         }
-        let engines = tensorrt::engine_dir(o, graph).map_err(|e| format!("cannot create the engine cache folder: {e}"))?;
-        let timing = tensorrt::timing_dir(o).map_err(|e| format!("cannot create the timing cache folder: {e}"))?;
+        let engines = tensorrt::engine_dir(o, graph)
+            .map_err(|e| format!("cannot create the engine cache folder: {e}"))?;
+        let timing = tensorrt::timing_dir(o)
+            .map_err(|e| format!("cannot create the timing cache folder: {e}"))?;
         let mut ep = ort::ep::TensorRT::default()
             .with_device_id(cfg.cuda.device_id)
             .with_fp16(o.fp16)
@@ -291,7 +320,10 @@ mod dispatch {
             .with_timing_cache(true)
             .with_timing_cache_path(timing.display());
         if let Some(p) = tensorrt::profiles_for(model, graph, o) {
-            ep = ep.with_profile_min_shapes(p.min).with_profile_opt_shapes(p.opt).with_profile_max_shapes(p.max);
+            ep = ep
+                .with_profile_min_shapes(p.min)
+                .with_profile_opt_shapes(p.opt)
+                .with_profile_max_shapes(p.max);
         }
         if let Some(core) = o.dla_core {
             ep = ep.with_dla(true).with_dla_core(core);
@@ -339,14 +371,23 @@ mod tests {
         let cfg = ProviderConfig::default();
         let cuda = ExecutionProvider::Cuda;
         // Shape bookkeeping on the CPU is fine.
-        let ok = placed(&[("CUDAExecutionProvider", 40), ("CPUExecutionProvider", 3)], &[("Shape", 1), ("Gather", 2)]);
+        let ok = placed(
+            &[("CUDAExecutionProvider", 40), ("CPUExecutionProvider", 3)],
+            &[("Shape", 1), ("Gather", 2)],
+        );
         assert!(check_placement(&ok, cuda, &cfg).is_ok());
         // A MatMul on the CPU is not.
-        let bad = placed(&[("CUDAExecutionProvider", 40), ("CPUExecutionProvider", 2)], &[("Shape", 1), ("MatMulNBits", 1)]);
+        let bad = placed(
+            &[("CUDAExecutionProvider", 40), ("CPUExecutionProvider", 2)],
+            &[("Shape", 1), ("MatMulNBits", 1)],
+        );
         let why = check_placement(&bad, cuda, &cfg).unwrap_err();
         assert!(why.contains("MatMulNBits x1"), "{why}");
         // ...unless any placement is accepted.
-        let any = ProviderConfig { cpu_nodes: CpuNodes::Any, ..ProviderConfig::default() };
+        let any = ProviderConfig {
+            cpu_nodes: CpuNodes::Any,
+            ..ProviderConfig::default()
+        };
         assert!(check_placement(&bad, cuda, &any).is_ok());
         // A provider that took nothing never passes.
         let none = placed(&[("CPUExecutionProvider", 12)], &[("MatMul", 12)]);
