@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
+use unimed_edge::graphs::providers;
 use unimed_edge::graphs::session::{create_session, environment};
 use unimed_edge::{Bundle, OptLevel, SessionOptions};
 
@@ -72,42 +73,9 @@ fn graph_files(bundle: &Bundle, graph_file: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Execution providers compiled into the loaded ONNX Runtime library (`GetAvailableProviders`). This is
-/// what the library can offer; whether a provider works also depends on drivers at session creation.
+/// Execution providers compiled into the loaded ONNX Runtime library (the library's own query).
 fn available_providers() -> Result<Vec<String>> {
-    use std::ffi::{c_char, c_int, CStr};
-    let api = ort::api();
-    let mut list: *mut *mut c_char = std::ptr::null_mut();
-    let mut count: c_int = 0;
-    // SAFETY: the ORT C API fills `list` with `count` NUL-terminated strings that stay valid until
-    // ReleaseAvailableProviders; a non-null status means failure and is released after reading it.
-    unsafe {
-        let status = (api.GetAvailableProviders)(&mut list, &mut count);
-        if !status.0.is_null() {
-            let message = CStr::from_ptr((api.GetErrorMessage)(status.0))
-                .to_string_lossy()
-                .into_owned();
-            (api.ReleaseStatus)(status.0);
-            return Err(fail(
-                Exit::Runtime,
-                format!("ONNX Runtime GetAvailableProviders failed: {message}"),
-            ));
-        }
-        let mut names = Vec::new();
-        if !list.is_null() {
-            for i in 0..usize::try_from(count).unwrap_or(0) {
-                let p = *list.add(i);
-                if !p.is_null() {
-                    names.push(CStr::from_ptr(p).to_string_lossy().into_owned());
-                }
-            }
-            let release = (api.ReleaseAvailableProviders)(list, count);
-            if !release.0.is_null() {
-                (api.ReleaseStatus)(release.0);
-            }
-        }
-        Ok(names)
-    }
+    providers::available_providers().map_err(|e| fail(Exit::Runtime, e.to_string()))
 }
 
 /// The version in the library's file name (`libonnxruntime.so.1.31.1` → `1.31.1`): the C API's
