@@ -6,114 +6,21 @@
 // A panic in a test is a failure with its message, which is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-
-use unimed_edge::graphs::decoder::DecoderGraph;
-use unimed_edge::graphs::session::SessionOptions;
-use unimed_edge::text::embed::EmbedTable;
 use unimed_edge::{
     Bundle, Engine, EngineOptions, Error, Labels, Request, Sampling, StopReason, Task,
 };
 
-fn bundle_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(name);
-    assert!(
-        dir.join("unimed.json").is_file(),
-        "bundle {} is missing: build it with scripts/setup (it exports models/tiny and models/tiny-int4)",
-        dir.display()
-    );
-    dir
-}
-
-fn image(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/images")
-        .join(name)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+mod runtime_support;
+use runtime_support::{assert_kv_cache_in_place, bundle_dir, image};
 
 /// Incremental decoding through the shared KV buffers gives the same logits as one prefill over the
 /// whole sequence, the buffers never move, and earlier positions are never rewritten.
 #[test]
 fn kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
-    let bundle = Bundle::load(bundle_dir("tiny")).unwrap();
-    let m = bundle.manifest();
-    assert!(
-        m.graphs.decoder.past_present_share_buffer,
-        "the tiny decoder is a GroupQueryAttention graph"
-    );
-    let opts = SessionOptions::default();
-    let mut decoder = DecoderGraph::load(&bundle.path(&m.graphs.decoder.file), m, &opts).unwrap();
-    let embed = EmbedTable::open(
-        &bundle.path(&m.embed_tokens.file),
-        m.model.vocab_size,
-        m.model.hidden_size,
-    )
-    .unwrap();
-    let ids: Vec<u32> = vec![
+    let ids = [
         1, 1, 518, 25580, 29962, 529, 25518, 29958, 1724, 338, 445, 29973, 29871, 13, 450, 3,
     ];
-    let prompt = 6;
-    let rows = |ids: &[u32]| {
-        let mut v = Vec::new();
-        embed.append_rows(ids, &mut v).unwrap();
-        v
-    };
-
-    let mut cache = decoder.new_cache(32).unwrap();
-    assert!(cache.is_shared());
-    let ptrs = cache.buffer_ptrs();
-    assert_eq!(ptrs.len(), 2 * m.model.num_layers);
-    let mut incremental = vec![decoder
-        .step(&mut cache, rows(&ids[..prompt]), prompt)
-        .unwrap()];
-    let mut keys_before = cache.keys(0).unwrap();
-    for (n, id) in ids.iter().enumerate().skip(prompt) {
-        incremental.push(decoder.step(&mut cache, rows(&[*id]), 1).unwrap());
-        assert_eq!(cache.len(), n + 1);
-        assert_eq!(cache.buffer_ptrs(), ptrs, "a step moved the KV buffers");
-        let keys = cache.keys(0).unwrap();
-        // keys are [kv_heads, len, head_dim]: positions < n are unchanged, position n is new.
-        let (heads, d) = (m.model.num_kv_heads, m.model.head_dim);
-        for h in 0..heads {
-            let old = &keys_before[h * n * d..(h + 1) * n * d];
-            let now = &keys[h * (n + 1) * d..h * (n + 1) * d + n * d];
-            assert_eq!(old, now, "position < {n} rewritten in head {h}");
-            let new = &keys[h * (n + 1) * d + n * d..(h + 1) * (n + 1) * d];
-            assert!(
-                new.iter().any(|v| *v != 0.0),
-                "position {n} was not written in place"
-            );
-        }
-        keys_before = keys;
-    }
-    // The same sequences as single prefills, each in a fresh cache.
-    for (k, logits) in incremental.iter().enumerate() {
-        let len = prompt + k;
-        let mut fresh = decoder.new_cache(32).unwrap();
-        let full = decoder.step(&mut fresh, rows(&ids[..len]), len).unwrap();
-        let scale = full.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        assert!(
-            max_abs_diff(logits, &full) <= 1e-4 * scale.max(1.0),
-            "logits differ at length {len}"
-        );
-    }
-    // A reset cache reuses the same buffers.
-    cache.reset().unwrap();
-    assert_eq!(cache.len(), 0);
-    decoder
-        .step(&mut cache, rows(&ids[..prompt]), prompt)
-        .unwrap();
-    assert_eq!(cache.buffer_ptrs(), ptrs);
+    assert_kv_cache_in_place("tiny", &ids, 6, 1e-4);
 }
 
 #[test]

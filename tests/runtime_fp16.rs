@@ -7,31 +7,10 @@
 // A panic in a test is a failure with its message, which is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-
-use unimed_edge::graphs::decoder::DecoderGraph;
-use unimed_edge::graphs::kv_cache::IoDtype;
-use unimed_edge::graphs::session::SessionOptions;
-use unimed_edge::text::embed::EmbedTable;
 use unimed_edge::{Bundle, Engine, EngineOptions, Labels, Request, StopReason, Task};
 
-fn bundle_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(name);
-    assert!(
-        dir.join("unimed.json").is_file(),
-        "bundle {} is missing: build it with scripts/setup (it exports models/tiny and models/tiny-fp16)",
-        dir.display()
-    );
-    dir
-}
-
-fn image(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/images")
-        .join(name)
-}
+mod runtime_support;
+use runtime_support::{assert_kv_cache_in_place, bundle_dir, image};
 
 fn six_tasks() -> Vec<Request> {
     vec![
@@ -57,80 +36,12 @@ fn six_tasks() -> Vec<Request> {
 #[test]
 fn fp16_kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
     let bundle = Bundle::load(bundle_dir("tiny-fp16")).unwrap();
-    let m = bundle.manifest();
-    assert_eq!(m.graphs.decoder.io_dtype, "float16");
-    let mut decoder = DecoderGraph::load(
-        &bundle.path(&m.graphs.decoder.file),
-        m,
-        &SessionOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(decoder.io_dtype(), IoDtype::Float16);
-    let embed = EmbedTable::open(
-        &bundle.path(&m.embed_tokens.file),
-        m.model.vocab_size,
-        m.model.hidden_size,
-    )
-    .unwrap();
-    let ids: Vec<u32> = vec![
+    assert_eq!(bundle.manifest().graphs.decoder.io_dtype, "float16");
+    let ids = [
         1, 1, 518, 25580, 29962, 529, 25518, 29958, 1724, 338, 445, 29973,
     ];
-    let prompt = 6;
-    let rows = |ids: &[u32]| {
-        let mut v = Vec::new();
-        embed.append_rows(ids, &mut v).unwrap();
-        v
-    };
-    let mut cache = decoder.new_cache(32).unwrap();
-    assert!(cache.is_shared());
-    let ptrs = cache.buffer_ptrs();
-    let mut incremental = vec![decoder
-        .step(&mut cache, rows(&ids[..prompt]), prompt)
-        .unwrap()];
-    let (heads, d) = (m.model.num_kv_heads, m.model.head_dim);
-    let mut keys_before = cache.keys(0).unwrap();
-    for (n, id) in ids.iter().enumerate().skip(prompt) {
-        incremental.push(decoder.step(&mut cache, rows(&[*id]), 1).unwrap());
-        assert_eq!(
-            cache.buffer_ptrs(),
-            ptrs,
-            "a step moved the fp16 KV buffers"
-        );
-        let keys = cache.keys(0).unwrap();
-        for h in 0..heads {
-            assert_eq!(
-                keys_before[h * n * d..(h + 1) * n * d],
-                keys[h * (n + 1) * d..h * (n + 1) * d + n * d]
-            );
-            let new = &keys[h * (n + 1) * d + n * d..(h + 1) * (n + 1) * d];
-            assert!(
-                new.iter().any(|v| *v != 0.0),
-                "position {n} was not written in place"
-            );
-        }
-        keys_before = keys;
-    }
-    for (k, logits) in incremental.iter().enumerate() {
-        let len = prompt + k;
-        assert_eq!(logits.len(), m.model.vocab_size);
-        assert!(
-            logits.iter().all(|v| v.is_finite()),
-            "non-finite fp16 logits at length {len}"
-        );
-        let mut fresh = decoder.new_cache(32).unwrap();
-        let full = decoder.step(&mut fresh, rows(&ids[..len]), len).unwrap();
-        let scale = full.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1.0);
-        let diff = logits
-            .iter()
-            .zip(&full)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        // fp16 has ~3 decimal digits; incremental and full attention accumulate in different orders.
-        assert!(
-            diff <= 1e-2 * scale,
-            "logits differ by {diff} (scale {scale}) at length {len}"
-        );
-    }
+    // fp16 has ~3 decimal digits; incremental and full attention accumulate in different orders.
+    assert_kv_cache_in_place("tiny-fp16", &ids, 6, 1e-2);
 }
 
 #[test]

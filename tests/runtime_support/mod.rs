@@ -1,0 +1,116 @@
+//! Shared helpers of the runtime integration tests (runtime_engine.rs, runtime_fp16.rs).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use unimed_edge::graphs::decoder::DecoderGraph;
+use unimed_edge::graphs::session::SessionOptions;
+use unimed_edge::text::embed::EmbedTable;
+use unimed_edge::Bundle;
+
+/// A bundle made by scripts/setup under models/ (tiny, tiny-int4, tiny-fp16).
+pub fn bundle_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
+    assert!(
+        dir.join("unimed.json").is_file(),
+        "bundle {} is missing: build it with scripts/setup (it exports models/tiny, tiny-int4 and tiny-fp16)",
+        dir.display()
+    );
+    dir
+}
+
+/// A golden test image (tests/golden/images/).
+pub fn image(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/images")
+        .join(name)
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Incremental decoding through the shared KV buffers of `bundle`'s decoder gives the same logits as one
+/// prefill over the whole sequence (within `rel_tol` of the largest logit), the buffers never move,
+/// earlier positions are never rewritten, each step writes its position, and a reset cache reuses the
+/// same buffers. `ids` are fed as a prompt of `prompt` ids, then one id a step.
+pub fn assert_kv_cache_in_place(bundle: &str, ids: &[u32], prompt: usize, rel_tol: f32) {
+    let bundle = Bundle::load(bundle_dir(bundle)).unwrap();
+    let m = bundle.manifest();
+    assert!(
+        m.graphs.decoder.past_present_share_buffer,
+        "the tiny decoders are GroupQueryAttention graphs"
+    );
+    let opts = SessionOptions::default();
+    let mut decoder = DecoderGraph::load(&bundle.path(&m.graphs.decoder.file), m, &opts).unwrap();
+    let embed = EmbedTable::open(
+        &bundle.path(&m.embed_tokens.file),
+        m.model.vocab_size,
+        m.model.hidden_size,
+    )
+    .unwrap();
+    let rows = |ids: &[u32]| {
+        let mut v = Vec::new();
+        embed.append_rows(ids, &mut v).unwrap();
+        v
+    };
+
+    let mut cache = decoder.new_cache(32).unwrap();
+    assert!(cache.is_shared());
+    let ptrs = cache.buffer_ptrs();
+    assert_eq!(ptrs.len(), 2 * m.model.num_layers);
+    let mut incremental = vec![decoder
+        .step(&mut cache, rows(&ids[..prompt]), prompt)
+        .unwrap()];
+    let mut keys_before = cache.keys(0).unwrap();
+    for (n, id) in ids.iter().enumerate().skip(prompt) {
+        incremental.push(decoder.step(&mut cache, rows(&[*id]), 1).unwrap());
+        assert_eq!(cache.len(), n + 1);
+        assert_eq!(cache.buffer_ptrs(), ptrs, "a step moved the KV buffers");
+        let keys = cache.keys(0).unwrap();
+        // keys are [kv_heads, len, head_dim]: positions < n are unchanged, position n is new.
+        let (heads, d) = (m.model.num_kv_heads, m.model.head_dim);
+        for h in 0..heads {
+            let old = &keys_before[h * n * d..(h + 1) * n * d];
+            let now = &keys[h * (n + 1) * d..h * (n + 1) * d + n * d];
+            assert_eq!(old, now, "position < {n} rewritten in head {h}");
+            let new = &keys[h * (n + 1) * d + n * d..(h + 1) * (n + 1) * d];
+            assert!(
+                new.iter().any(|v| *v != 0.0),
+                "position {n} was not written in place"
+            );
+        }
+        keys_before = keys;
+    }
+    // The same sequences as single prefills, each in a fresh cache.
+    for (k, logits) in incremental.iter().enumerate() {
+        let len = prompt + k;
+        assert_eq!(logits.len(), m.model.vocab_size);
+        assert!(
+            logits.iter().all(|v| v.is_finite()),
+            "non-finite logits at length {len}"
+        );
+        let mut fresh = decoder.new_cache(32).unwrap();
+        let full = decoder.step(&mut fresh, rows(&ids[..len]), len).unwrap();
+        let scale = full.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1.0);
+        let diff = max_abs_diff(logits, &full);
+        assert!(
+            diff <= rel_tol * scale,
+            "logits differ by {diff} (scale {scale}) at length {len}"
+        );
+    }
+    // A reset cache reuses the same buffers.
+    cache.reset().unwrap();
+    assert_eq!(cache.len(), 0);
+    decoder
+        .step(&mut cache, rows(&ids[..prompt]), prompt)
+        .unwrap();
+    assert_eq!(cache.buffer_ptrs(), ptrs);
+}
