@@ -11,7 +11,7 @@ use unimed_edge::{
 };
 
 mod runtime_support;
-use runtime_support::{assert_kv_cache_in_place, bundle_dir, image};
+use runtime_support::{assert_kv_cache_in_place, bundle_dir, image, six_tasks};
 
 /// Incremental decoding through the shared KV buffers gives the same logits as one prefill over the
 /// whole sequence, the buffers never move, and earlier positions are never rewritten.
@@ -27,22 +27,7 @@ fn kv_cache_is_updated_in_place_and_matches_a_full_prefill() {
 fn every_task_runs_on_the_tiny_bundle_and_streams_its_text() {
     let mut engine = Engine::load(bundle_dir("tiny"), &EngineOptions::default()).unwrap();
     let max_new = 12;
-    let requests = [
-        Request::new(Task::Qa).with_text("What is the first-line treatment for pneumonia?"),
-        Request::new(Task::Vqa)
-            .with_image_path(image("square_rgb.png"))
-            .with_text("Is the lung healthy?"),
-        Request::new(Task::Report).with_image_path(image("gray.png")),
-        Request::new(Task::Rec)
-            .with_image_path(image("wide_rgb.png"))
-            .with_text("the left lung"),
-        Request::new(Task::Reg)
-            .with_image_path(image("wide_rgb.png"))
-            .with_box([33.5, 0.0, 319.0, 150.25]),
-        Request::new(Task::Cls)
-            .with_image_path(image("gray.png"))
-            .with_labels(Labels::Set("organsmnist".into())),
-    ];
+    let requests = six_tasks();
     for mut req in requests {
         req.generation.max_new_tokens = Some(max_new);
         let mut streamed = String::new();

@@ -7,29 +7,10 @@
 // A panic in a test is a failure with its message, which is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use unimed_edge::{Bundle, Engine, EngineOptions, Labels, Request, StopReason, Task};
+use unimed_edge::{Bundle, Engine, EngineOptions, StopReason};
 
 mod runtime_support;
-use runtime_support::{assert_kv_cache_in_place, bundle_dir, image};
-
-fn six_tasks() -> Vec<Request> {
-    vec![
-        Request::new(Task::Qa).with_text("What is the first-line treatment for pneumonia?"),
-        Request::new(Task::Vqa)
-            .with_image_path(image("square_rgb.png"))
-            .with_text("Is the lung healthy?"),
-        Request::new(Task::Report).with_image_path(image("gray.png")),
-        Request::new(Task::Rec)
-            .with_image_path(image("wide_rgb.png"))
-            .with_text("the left lung"),
-        Request::new(Task::Reg)
-            .with_image_path(image("wide_rgb.png"))
-            .with_box([33.5, 0.0, 319.0, 150.25]),
-        Request::new(Task::Cls)
-            .with_image_path(image("gray.png"))
-            .with_labels(Labels::Set("organsmnist".into())),
-    ]
-}
+use runtime_support::{assert_kv_cache_in_place, bundle_dir, six_tasks};
 
 /// The fp16 cache is bound in place like the fp32 one: buffers never move, old positions are never
 /// rewritten, and incremental decoding matches a full prefill to fp16 accuracy.

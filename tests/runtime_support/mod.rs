@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use unimed_edge::graphs::decoder::DecoderGraph;
 use unimed_edge::graphs::session::SessionOptions;
 use unimed_edge::text::embed::EmbedTable;
-use unimed_edge::Bundle;
+use unimed_edge::{Bundle, Labels, Request, Task};
 
 /// A bundle made by scripts/setup under models/ (tiny, tiny-int4, tiny-fp16).
 pub fn bundle_dir(name: &str) -> PathBuf {
@@ -113,4 +113,24 @@ pub fn assert_kv_cache_in_place(bundle: &str, ids: &[u32], prompt: usize, rel_to
         .step(&mut cache, rows(&ids[..prompt]), prompt)
         .unwrap();
     assert_eq!(cache.buffer_ptrs(), ptrs);
+}
+
+/// One representative request per task, on the golden images.
+pub fn six_tasks() -> Vec<Request> {
+    vec![
+        Request::new(Task::Qa).with_text("What is the first-line treatment for pneumonia?"),
+        Request::new(Task::Vqa)
+            .with_image_path(image("square_rgb.png"))
+            .with_text("Is the lung healthy?"),
+        Request::new(Task::Report).with_image_path(image("gray.png")),
+        Request::new(Task::Rec)
+            .with_image_path(image("wide_rgb.png"))
+            .with_text("the left lung"),
+        Request::new(Task::Reg)
+            .with_image_path(image("wide_rgb.png"))
+            .with_box([33.5, 0.0, 319.0, 150.25]),
+        Request::new(Task::Cls)
+            .with_image_path(image("gray.png"))
+            .with_labels(Labels::Set("organsmnist".into())),
+    ]
 }

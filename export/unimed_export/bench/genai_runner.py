@@ -244,11 +244,7 @@ def main(argv: list | None = None) -> int:
         return 1
     precision = manifest["graphs"]["decoder"].get("precision", "?")
     result = summarize(raw, f"genai-{precision}", folder, args.prompt_len, args.new_tokens, args.threads)
-    line = json.dumps(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(line + "\n")
-    print(line)
+    workload.emit(result, args.json)
     return 0
 
 

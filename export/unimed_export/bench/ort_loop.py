@@ -149,11 +149,7 @@ def main(argv: list | None = None) -> int:
         "tokens_sha256": hashlib.sha256(json.dumps(runs[0]["tokens"]).encode()).hexdigest()[:16],
         "peak_rss_bytes": workload.peak_rss_bytes(),
     }
-    line = json.dumps(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(line + "\n")
-    print(line)
+    workload.emit(result, args.json)
     return 0
 
 

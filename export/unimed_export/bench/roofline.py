@@ -109,11 +109,7 @@ def main(argv: list | None = None) -> int:
     if args.gbs:
         bandwidth["given"] = args.gbs
     result = counts | {"bandwidth_gbs": bandwidth} | roofline(counts, bandwidth)
-    line = json.dumps(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(line + "\n")
-    print(line)
+    workload.emit(result, args.json)
     return 0
 
 

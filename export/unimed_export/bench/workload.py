@@ -4,6 +4,7 @@ thread count. Kept in one place so that the Rust bench, genai and ORT see the sa
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import statistics
@@ -58,3 +59,12 @@ def set_torch_like_threads(threads: int) -> None:
     """OpenMP/MKL thread count for libraries that read the environment at import (set before importing torch)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
+
+
+def emit(result: dict, json_path=None) -> None:
+    """Prints one runner's result as a JSON line on stdout and, with --json, writes the same line to that file."""
+    line = json.dumps(result)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(line + "\n")
+    print(line)
