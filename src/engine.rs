@@ -94,13 +94,15 @@ pub struct RunOptions {
 
 /// A loaded bundle, ready to run requests. See the module docs for threading.
 pub struct Engine {
+    // Declared (so dropped) before `decoder`: on a GPU the cache lives in the decoder session's device
+    // arena, and freeing it before the session goes keeps that order obvious.
+    cache: Option<KvCache>,
     bundle: Bundle,
     vision: VisionGraph,
     connector: ConnectorGraph,
     decoder: DecoderGraph,
     tokenizer: TextTokenizer,
     embed: EmbedTable,
-    cache: Option<KvCache>,
     vision_cache: VecDeque<([u8; 32], Arc<Vec<f32>>)>,
     options: EngineOptions,
     load_time: Duration,

@@ -125,6 +125,9 @@ fn cpu_is_unchanged_and_fallback_is_explicit_and_reported() {
     assert_eq!(plain.code, 0, "stderr: {}", plain.stderr);
     let cpu = run_json(&["--ep", "cpu"]);
     assert_eq!(cpu.code, 0, "stderr: {}", cpu.stderr);
+    // The decoder asked for CUDA and fell back to the CPU: its KV cache must follow the session into host
+    // memory (the decoder asks the session where it reads the past inputs, not the requested provider;
+    // asking a CPU session for a CUDA allocator would fail this run).
     let fallback = run_json(&["--ep", "tensorrt,decoder=cuda", "--fallback"]);
     assert_eq!(fallback.code, 0, "stderr: {}", fallback.stderr);
 
@@ -161,6 +164,10 @@ fn cpu_is_unchanged_and_fallback_is_explicit_and_reported() {
             p["fallback"].as_str().is_some_and(|f| !f.is_empty()),
             "{graph}: the fallback must say why: {p}"
         );
+    }
+    // The KV cache lives where the decoder actually ran: host memory after the fallback.
+    for v in [&cpu_v, &fb] {
+        assert_eq!(v["providers"]["decoder"]["kv_cache"], "cpu", "{v}");
     }
     // And it is said on stderr too, once per graph.
     assert_eq!(

@@ -37,7 +37,16 @@ const RESIDENT_FILES_SHOWN: usize = 8;
 /// Images whose vision features the engine keeps when `--vision-cache` is on (the engine's default).
 const VISION_CACHE_ENTRIES: usize = 8;
 
+const EXAMPLES: &str = "\
+Examples:
+  unimed bench --model models/bench-int4                       # all six tasks, table on stdout
+  unimed bench --model models/tiny --tasks vqa,rec --runs 3 --json bench.json --csv bench.csv --svg stages.svg
+  unimed bench --model models/bench-int4 --decoder-only --new-tokens 1000 --runs 1
+  scripts/compare                                              # this runtime beside genai, torch and the roofline
+JSON/CSV schema: docs/PERFORMANCE.md";
+
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct BenchArgs {
     /// Bundle directory (contains unimed.json).
     #[arg(long, short = 'm', value_name = "BUNDLE")]
@@ -64,6 +73,9 @@ pub struct BenchArgs {
     /// Disable weight prepacking (weights used in place from the mapped files).
     #[arg(long)]
     no_prepack: bool,
+    /// Keep ONNX Runtime's CPU memory arena (off by default: less peak memory; docs/PERFORMANCE.md §3.5).
+    #[arg(long)]
+    cpu_arena: bool,
     /// Keep vision features between requests on the same image (the engine's cache); off by default so
     /// that every request measures the vision stage.
     #[arg(long)]
@@ -121,6 +133,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut session = SessionOptions {
         intra_threads: args.threads,
         prepacking: !args.no_prepack,
+        cpu_arena: args.cpu_arena,
         ..SessionOptions::default()
     };
     args.ep.apply(&mut session)?;
@@ -239,6 +252,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             new_tokens,
             threads: args.threads,
             prepacking: !args.no_prepack,
+            cpu_arena: args.cpu_arena,
             vision_cache: args.vision_cache,
             image: requests.image().display().to_string(),
             cpus: std::thread::available_parallelism()

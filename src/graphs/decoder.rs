@@ -6,7 +6,14 @@
 //! In-place mode uses an `IoBinding`: the cache buffers are bound once (as past inputs and present
 //! outputs, the same `OrtValue`) and only `inputs_embeds` and `attention_mask` are rebound per step.
 //! Every step also checks that the presents ONNX Runtime hands back live at the cache's addresses, so a
-//! graph that silently allocates new presents (i.e. copies the cache) is an error, not a slowdown.
+//! graph that silently allocates new presents (i.e. copies the cache) is an error, not a slowdown. The
+//! check compares data addresses only, never contents, so it holds for a cache in device memory too.
+//!
+//! Where the cache lives follows the session: the memory ONNX Runtime reads the past inputs from
+//! (`providers::kv_memory`). For a decoder on CUDA (or TensorRT) that is CUDA device memory, and the
+//! cache is allocated there with the session's allocator: it stays on the device for the whole
+//! generation. Per step only `inputs_embeds` and `attention_mask` (host tensors, a few KB; ONNX Runtime
+//! copies them in) go to the device, and only the logits, bound to CPU memory, come back.
 //!
 //! The I/O element type (`io_dtype`) is float32 or float16 (the fp16 decoder). Callers always pass f32
 //! embeddings and get f32 logits back: for float16 the embeddings are narrowed here (token rows come
@@ -16,11 +23,12 @@
 use std::path::Path;
 
 use half::f16;
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
 
 use super::kv_cache::{IoDtype, KvCache, KvShape, KvStorage};
+use super::providers::{input_memory, InputMemory};
 use super::session::{create_session, SessionOptions};
 use super::{check_outlet, dim, Side};
 use crate::bundle::{Manifest, PH_LAYER};
@@ -56,6 +64,8 @@ pub struct DecoderGraph {
     vocab: usize,
     context_length: usize,
     share_buffer: bool,
+    /// Device memory the session reads the past inputs from (`None`: host memory).
+    kv_memory: Option<InputMemory>,
     /// In-place mode: the binding and the cache buffer addresses it is bound to.
     binding: Option<(IoBinding, Vec<usize>)>,
 }
@@ -161,6 +171,7 @@ impl DecoderGraph {
                 ),
             });
         }
+        let kv_memory = kv_memory_of(&session, &names)?;
         Ok(DecoderGraph {
             session,
             names,
@@ -175,6 +186,7 @@ impl DecoderGraph {
             vocab: m.vocab_size,
             context_length: m.context_length,
             share_buffer: spec.past_present_share_buffer,
+            kv_memory,
             binding: None,
         })
     }
@@ -196,11 +208,32 @@ impl DecoderGraph {
         self.dtype
     }
 
+    /// Where the session reads the KV cache from: `cpu`, or e.g. `cuda:0` when the in-place cache is
+    /// resident on the device (for reports; `KvCache::memory` says where a given cache is).
+    pub fn kv_memory(&self) -> String {
+        self.kv_memory
+            .as_ref()
+            .map_or_else(|| "cpu".to_string(), InputMemory::label)
+    }
+
     /// A new cache of the manifest's strategy, with room for `capacity` positions (in-place mode; the
-    /// moved mode grows as needed). `capacity` is capped at the context length.
+    /// moved mode grows as needed). `capacity` is capped at the context length. In-place buffers are
+    /// allocated where the session reads its past inputs: the default CPU allocator for host memory,
+    /// else the session's own allocator of that device memory (its arena, under `--gpu-mem-limit`).
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
         if self.share_buffer {
-            KvCache::new_shared(self.kv, capacity.min(self.context_length))
+            let alloc = match &self.kv_memory {
+                None => Allocator::default(),
+                Some(memory) => {
+                    Allocator::new(&self.session, memory.memory_info()?).map_err(|e| {
+                        Error::ort(
+                            format!("{GRAPH}: KV cache allocator for {} memory", memory.label()),
+                            e,
+                        )
+                    })?
+                }
+            };
+            KvCache::new_shared(self.kv, capacity.min(self.context_length), alloc)
         } else {
             KvCache::new_moved(self.kv)
         }
@@ -361,7 +394,41 @@ fn bind_cache(
     Ok(binding)
 }
 
-/// Lets ONNX Runtime allocate `logits` in CPU memory for the coming run.
+/// Where the session reads the past inputs of every layer from: `None` for host memory. All of them must
+/// be in one memory: one cache, one allocator. A decoder split between providers (only possible with
+/// `--fallback` or `cpu_nodes: any`) would have ONNX Runtime copy part of the cache every step.
+fn kv_memory_of(session: &Session, names: &Names) -> Result<Option<InputMemory>> {
+    let pasts: Vec<&str> = names
+        .past_keys
+        .iter()
+        .chain(&names.past_values)
+        .map(String::as_str)
+        .collect();
+    let found = input_memory(session, GRAPH, &pasts)?;
+    let Some(first) = found.first() else {
+        return Ok(None);
+    };
+    if let Some((name, other)) = pasts.iter().zip(&found).find(|(_, m)| *m != first) {
+        return Err(Error::Tensor {
+            stage: format!("{GRAPH}: placing the KV cache"),
+            tensor: (*name).to_string(),
+            expected: format!(
+                "the same memory as `{}` ({}): one KV cache in one memory",
+                pasts[0],
+                first.label()
+            ),
+            actual: format!(
+                "{} (the decoder is split between execution providers; run it on one provider)",
+                other.label()
+            ),
+        });
+    }
+    Ok((!first.host).then(|| first.clone()))
+}
+
+/// Lets ONNX Runtime allocate `logits` in CPU memory for the coming run. This is the one output that
+/// comes back to the host every step (the sampler needs it); the presents are bound to the cache
+/// buffers themselves, in whatever memory those live.
 fn bind_logits(binding: &mut IoBinding, name: &str) -> std::result::Result<(), ort::Error> {
     let cpu = MemoryInfo::new(
         AllocationDevice::CPU,
@@ -372,10 +439,35 @@ fn bind_logits(binding: &mut IoBinding, name: &str) -> std::result::Result<(), o
     binding.bind_output_to_device(name, &cpu)
 }
 
-/// The presents ONNX Runtime returns must be the cache buffers themselves.
+/// The presents ONNX Runtime returns must be the cache buffers themselves. Addresses only (`data_ptr`,
+/// which is valid for device memory too; reading the data would need a device-to-host copy): cheap
+/// enough to run every step.
 fn check_in_place(
     names: &Names,
     outputs: &ort::session::SessionOutputs<'_>,
+    ptrs: &[usize],
+    stage: &str,
+) -> Result<()> {
+    check_addresses(
+        names,
+        |name| {
+            outputs.get(name).and_then(|val| {
+                val.view()
+                    .downcast::<DynTensorValueType>()
+                    .ok()
+                    .map(|t| t.data_ptr() as usize)
+            })
+        },
+        ptrs,
+        stage,
+    )
+}
+
+/// `present(name)` is the data address of present output `name` (`None`: missing or not a tensor);
+/// `ptrs` are the cache's buffer addresses in `KvCache::buffer_ptrs` order (key, value per layer).
+fn check_addresses(
+    names: &Names,
+    present: impl Fn(&str) -> Option<usize>,
     ptrs: &[usize],
     stage: &str,
 ) -> Result<()> {
@@ -386,13 +478,8 @@ fn check_in_place(
         .enumerate()
     {
         for (j, name) in [k, v].into_iter().enumerate() {
-            let got = outputs.get(name).and_then(|val| {
-                val.view()
-                    .downcast::<DynTensorValueType>()
-                    .ok()
-                    .map(|t| t.data_ptr() as usize)
-            });
-            if got != Some(ptrs[2 * i + j]) {
+            let got = present(name);
+            if got.is_none() || got != ptrs.get(2 * i + j).copied() {
                 return Err(Error::Tensor {
                     stage: stage.to_string(),
                     tensor: name.clone(),
@@ -494,5 +581,99 @@ fn check_element_type(
                 dtype.name()
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::Bundle;
+
+    fn tiny() -> (Bundle, DecoderGraph) {
+        let bundle = Bundle::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny"))
+            .expect("models/tiny (scripts/setup exports it)");
+        let m = bundle.manifest();
+        let decoder = DecoderGraph::load(
+            &bundle.path(&m.graphs.decoder.file),
+            m,
+            &SessionOptions::default(),
+        )
+        .unwrap();
+        (bundle, decoder)
+    }
+
+    #[test]
+    fn address_check_names_a_present_that_is_not_the_cache_buffer() {
+        let names = Names {
+            inputs_embeds: "inputs_embeds".into(),
+            attention_mask: "attention_mask".into(),
+            logits: "logits".into(),
+            past_keys: per_layer("past.%d.key", 2),
+            past_values: per_layer("past.%d.value", 2),
+            present_keys: per_layer("present.%d.key", 2),
+            present_values: per_layer("present.%d.value", 2),
+        };
+        let ptrs = [10, 11, 20, 21];
+        let at = |moved: &'static str, to: Option<usize>| {
+            move |name: &str| {
+                if name == moved {
+                    return to;
+                }
+                let layer: usize = name[8..9].parse().unwrap();
+                Some(10 * (layer + 1) + usize::from(name.ends_with("value")))
+            }
+        };
+        assert!(check_addresses(&names, at("", None), &ptrs, "t").is_ok());
+        for (moved, to) in [("present.1.value", Some(99)), ("present.0.key", None)] {
+            let err = check_addresses(&names, at(moved, to), &ptrs, "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(moved), "{err}");
+            assert!(err.contains("in place"), "{err}");
+        }
+    }
+
+    /// The mutation check with ONNX Runtime: a present output bound to another buffer than its past
+    /// (the graph then copies the cache) fails the per-step in-place check, naming that present.
+    #[test]
+    fn a_present_bound_to_another_buffer_fails_the_in_place_check() {
+        let (_bundle, mut decoder) = tiny();
+        assert_eq!(decoder.kv_memory(), "cpu");
+        let capacity = 8;
+        let mut cache = decoder.new_cache(capacity).unwrap();
+        assert_eq!(cache.memory(), "cpu");
+        let hidden = decoder.hidden_size();
+        let embeds = |n: usize| vec![0.01f32; n * hidden];
+        // The honest binding passes (step runs check_in_place).
+        let first = embeds(1);
+        decoder.step(&mut cache, first, 1).unwrap();
+
+        let ptrs = cache.buffer_ptrs();
+        let KvStorage::Shared { layers, .. } = &mut cache.storage else {
+            panic!("the tiny decoder shares past/present buffers");
+        };
+        let mut binding = bind_cache(&decoder.session, &decoder.names, layers).unwrap();
+        let dims = [1, decoder.kv.kv_heads, capacity, decoder.kv.head_dim];
+        let mut stranger = Tensor::<f32>::new(&Allocator::default(), dims)
+            .unwrap()
+            .upcast();
+        let moved = decoder.names.present_keys[0].clone();
+        binding.bind_output(&moved, &mut stranger).unwrap();
+        let x = Tensor::from_array(([1usize, 1, hidden], embeds(1))).unwrap();
+        let mask = Tensor::from_array(([1usize, 2], vec![1i64; 2])).unwrap();
+        binding
+            .bind_input(&decoder.names.inputs_embeds, &x)
+            .unwrap();
+        binding
+            .bind_input(&decoder.names.attention_mask, &mask)
+            .unwrap();
+        bind_logits(&mut binding, &decoder.names.logits).unwrap();
+        let outputs = decoder.session.run_binding(&binding).unwrap();
+        let err = check_in_place(&decoder.names, &outputs, &ptrs, "test step")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&moved), "{err}");
+        assert!(err.contains("separately allocated present"), "{err}");
     }
 }

@@ -2,21 +2,27 @@
 //! `past_present_share_buffer`. Neither copies the cache in Rust, ever.
 //!
 //! * `Shared` (GroupQueryAttention graphs): per layer one key and one value buffer
-//!   `[1, kv_heads, capacity, head_dim]`, allocated by ONNX Runtime's CPU allocator once and reused
-//!   across steps and requests. The decoder binds the same buffer as `past` input and `present` output
-//!   (IoBinding), so the attention op writes the new positions in place; the graph learns the current
-//!   length from `attention_mask`'s length. Positions at or beyond `len` hold stale data that the mask
-//!   hides, so `reset` only rewinds the length.
+//!   `[1, kv_heads, capacity, head_dim]`, allocated once, in the memory the decoder's session reads its
+//!   past inputs from (the CPU allocator, or the session's CUDA allocator for a decoder on CUDA or
+//!   TensorRT: the cache then stays on the device for the whole generation), and reused across steps
+//!   and requests. The decoder binds the same buffer as `past` input and `present` output (IoBinding),
+//!   so the attention op writes the new positions in place; the graph learns the current length from
+//!   `attention_mask`'s length. Positions at or beyond `len` hold stale data that the mask hides, so
+//!   `reset` only rewinds the length; for the same reason device buffers are not zeroed (ONNX Runtime
+//!   does not zero what it allocates and `ort` zeroes only host memory): the attention op never reads a
+//!   position the mask does not cover.
 //! * `Moved` (plain attention graphs): `present` tensors of `past + S` positions, allocated by ONNX
 //!   Runtime each step, are moved (the `OrtValue` handle, not the data) into the next step's `past`.
 //!
 //! The element type (`IoDtype`, the manifest's `io_dtype`) is a runtime value rather than a type
 //! parameter: both strategies hold type-erased ONNX Runtime values, so one cache type and one code path
 //! serve float32 and float16 decoders; only allocation and the debugging read-out look at the type.
+//! Nothing here reads the cache's contents except `keys` (tests and debugging), which copies device
+//! buffers to the host explicitly.
 
 use half::f16;
-use ort::memory::Allocator;
-use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorValueTypeMarker, Value};
+use ort::memory::{AllocationDevice, Allocator};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -59,6 +65,11 @@ pub(crate) enum KvStorage {
     Shared {
         layers: Vec<(DynTensor, DynTensor)>,
         capacity: usize,
+        /// The allocator the buffers came from. `ort` tensors already keep their allocator alive (a
+        /// reference-counted handle, released after the last tensor); holding it here too makes that
+        /// ownership visible, and it drops after `layers` (declaration order). The session whose
+        /// device arena serves it should outlive the cache: `Engine` drops its cache first.
+        _allocator: Allocator,
     },
     /// `layers[i] = (key, value)`, each `[1, kv_heads, len, head_dim]`, owned by ONNX Runtime.
     Moved { layers: Vec<(DynValue, DynValue)> },
@@ -75,9 +86,10 @@ pub struct KvCache {
 const STAGE: &str = "kv cache";
 
 impl KvCache {
-    /// A shared (in-place) cache with room for `capacity` positions.
-    pub fn new_shared(shape: KvShape, capacity: usize) -> Result<Self> {
-        let alloc = Allocator::default();
+    /// A shared (in-place) cache with room for `capacity` positions, allocated by `alloc`: ONNX
+    /// Runtime's default CPU allocator, or the decoder session's allocator of the device memory its
+    /// past inputs live in (`DecoderGraph::new_cache` chooses).
+    pub fn new_shared(shape: KvShape, capacity: usize, alloc: Allocator) -> Result<Self> {
         let dims = [
             1,
             shape.kv_heads as i64,
@@ -94,14 +106,22 @@ impl KvCache {
                 tensor.map_err(|e| {
                     Error::ort(
                         STAGE,
-                        format!("allocating layer {layer} {} buffer {dims:?} ({capacity} positions): {e}", shape.dtype.name()),
+                        format!(
+                            "allocating layer {layer} {} buffer {dims:?} ({capacity} positions) in {} memory: {e}",
+                            shape.dtype.name(),
+                            memory_label(alloc.memory_info().allocation_device().as_str(), alloc.memory_info().device_id())
+                        ),
                     )
                 })
             };
             layers.push((make()?, make()?));
         }
         Ok(KvCache {
-            storage: KvStorage::Shared { layers, capacity },
+            storage: KvStorage::Shared {
+                layers,
+                capacity,
+                _allocator: alloc,
+            },
             shape,
             len: 0,
         })
@@ -195,12 +215,35 @@ impl KvCache {
         }
     }
 
-    /// Copies out one layer's keys `[kv_heads, len, head_dim]` as f32 (tests and debugging only).
+    /// Where the buffers live: `cpu`, or e.g. `cuda:0` for a cache resident on the device.
+    pub fn memory(&self) -> String {
+        let first = match &self.storage {
+            KvStorage::Shared { layers, .. } => layers.first().map(|(k, _)| tensor_memory(k)),
+            KvStorage::Moved { layers } => layers.first().and_then(|(k, _)| {
+                k.view()
+                    .downcast::<DynTensorValueType>()
+                    .ok()
+                    .map(|t| tensor_memory(&t))
+            }),
+        };
+        first.unwrap_or_else(|| HOST.to_string())
+    }
+
+    /// Copies out one layer's keys `[kv_heads, len, head_dim]` as f32 (tests and debugging only). A
+    /// cache on the device is copied to the host first, the whole layer buffer (an explicit, slow
+    /// copy; nothing on the generation path calls this).
     pub fn keys(&self, layer: usize) -> Result<Vec<f32>> {
         let (kv_heads, head_dim) = (self.shape.kv_heads, self.shape.head_dim);
-        let out_of_range = || Error::Request(format!("layer {layer} out of range"));
+        let layers_n = self.shape.num_layers;
+        let out_of_range = || {
+            Error::Request(format!(
+                "KV cache: layer {layer} out of range (the cache has {layers_n} layers)"
+            ))
+        };
         match &self.storage {
-            KvStorage::Shared { layers, capacity } => {
+            KvStorage::Shared {
+                layers, capacity, ..
+            } => {
                 let data = to_f32(
                     &layers.get(layer).ok_or_else(out_of_range)?.0,
                     self.shape.dtype,
@@ -212,16 +255,56 @@ impl KvCache {
                 }
                 Ok(out)
             }
-            KvStorage::Moved { layers } => to_f32(
-                &layers.get(layer).ok_or_else(out_of_range)?.0,
-                self.shape.dtype,
-            ),
+            KvStorage::Moved { layers } => {
+                let key = &layers.get(layer).ok_or_else(out_of_range)?.0;
+                let tensor = key.view().downcast::<DynTensorValueType>().map_err(|e| {
+                    Error::ort(STAGE, format!("layer {layer} key is not a tensor: {e}"))
+                })?;
+                to_f32(&tensor, self.shape.dtype)
+            }
         }
     }
 }
 
-/// All of a float tensor's elements as f32 (a copy; debugging read-out only).
-fn to_f32<T: TensorValueTypeMarker + ?Sized>(v: &Value<T>, dtype: IoDtype) -> Result<Vec<f32>> {
+/// Report name of host memory.
+const HOST: &str = "cpu";
+
+/// `cpu` for host-accessible memory, else ONNX Runtime's device name and id, e.g. `cuda:0`.
+fn memory_label(device: &str, device_id: i32) -> String {
+    if device == AllocationDevice::CPU.as_str() {
+        HOST.to_string()
+    } else {
+        format!("{}:{device_id}", device.to_ascii_lowercase())
+    }
+}
+
+fn tensor_memory(t: &DynTensor) -> String {
+    let info = t.memory_info();
+    if info.is_cpu_accessible() {
+        HOST.to_string()
+    } else {
+        memory_label(info.allocation_device().as_str(), info.device_id())
+    }
+}
+
+/// All of a float tensor's elements as f32 (a copy; debugging read-out only). Device memory cannot be
+/// read by the CPU (`try_extract_tensor` refuses it): it is first copied to the host with ONNX Runtime
+/// (`ort`'s copy needs the provider of the source device compiled in, e.g. the `cuda` feature, and
+/// says so otherwise).
+fn to_f32(v: &DynTensor, dtype: IoDtype) -> Result<Vec<f32>> {
+    if !v.memory_info().is_cpu_accessible() {
+        let host = v.to(AllocationDevice::CPU, 0).map_err(|e| {
+            Error::ort(
+                STAGE,
+                format!(
+                    "copying a {} KV buffer from {} memory to the host: {e}",
+                    dtype.name(),
+                    tensor_memory(v)
+                ),
+            )
+        })?;
+        return to_f32(&host, dtype);
+    }
     let err =
         |e: ort::Error| Error::ort(STAGE, format!("reading a {} KV buffer: {e}", dtype.name()));
     match dtype {

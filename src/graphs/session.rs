@@ -12,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
+use ort::AsPointer;
 
 use super::providers::ProviderConfig;
 use crate::error::{Error, Result};
@@ -65,6 +66,11 @@ pub struct SessionOptions {
     /// Weight prepacking: faster MatMuls, but an anonymous-memory copy of the weights instead of using
     /// the memory-mapped external data in place (see toolchain-notes §3).
     pub prepacking: bool,
+    /// ONNX Runtime's CPU memory arena for intermediate tensors. Off by default: the arena keeps the
+    /// largest working set any run needed and grows in powers of two, which cost the `bench` int4
+    /// bundle 108 MiB of peak memory (docs/PERFORMANCE.md §3.5); without it ORT frees each run's
+    /// tensors to the system allocator.
+    pub cpu_arena: bool,
     /// Default provider of every graph (`providers.ep` may choose per graph).
     pub provider: ExecutionProvider,
     /// Per-graph provider choice, GPU provider options and the fallback policy (providers/).
@@ -79,6 +85,7 @@ impl Default for SessionOptions {
             intra_threads: None,
             opt_level: OptLevel::All,
             prepacking: true,
+            cpu_arena: false,
             provider: ExecutionProvider::Cpu,
             providers: ProviderConfig::default(),
             ort_library: None,
@@ -270,7 +277,18 @@ fn configure(
     if let Some(n) = opts.intra_threads {
         b = b.with_intra_threads(n)?;
     }
+    if !opts.cpu_arena {
+        disable_cpu_arena(&mut b)?;
+    }
     Ok(b)
+}
+
+/// `DisableCpuMemArena` (Python's `enable_cpu_mem_arena = False`); ort 2.0.0-rc.15 has no safe
+/// wrapper for it.
+fn disable_cpu_arena(b: &mut SessionBuilder) -> std::result::Result<(), ort::Error> {
+    // SAFETY: the pointer is the builder's live OrtSessionOptions, and the call only sets a flag on
+    // it; the returned status comes straight from the C API, as `result_from_status` requires.
+    unsafe { ort::Error::result_from_status((ort::api().DisableCpuMemArena)(b.ptr_mut())) }
 }
 
 #[cfg(test)]

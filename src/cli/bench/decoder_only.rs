@@ -49,6 +49,7 @@ pub struct DecoderReport {
     pub new_tokens: usize,
     pub threads: Option<usize>,
     pub prepacking: bool,
+    pub cpu_arena: bool,
     pub load_ms: f64,
     /// Start of `generate` to the first token chosen (prefill + first sampling).
     pub ttft_ms: Option<Summary>,
@@ -222,6 +223,7 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
         new_tokens: b.new_tokens,
         threads: b.session.intra_threads,
         prepacking: b.session.prepacking,
+        cpu_arena: b.session.cpu_arena,
         load_ms: ms(load),
         ttft_ms: Summary::of_ms(&ttft),
         decode_ms: decode,

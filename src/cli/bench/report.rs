@@ -34,6 +34,7 @@ pub struct Settings {
     /// ONNX Runtime intra-op threads (`None`: its default).
     pub threads: Option<usize>,
     pub prepacking: bool,
+    pub cpu_arena: bool,
     /// Whether vision features were reused between requests on the same image.
     pub vision_cache: bool,
     pub image: String,
@@ -145,7 +146,7 @@ pub fn table(r: &BenchReport) -> String {
     let st = &r.settings;
     let _ = writeln!(
         s,
-        "bundle {} (decoder {}), {} runs + {} warm-up per task, {} new tokens, threads {}, prepacking {}, vision cache {}",
+        "bundle {} (decoder {}), {} runs + {} warm-up per task, {} new tokens, threads {}, prepacking {}, CPU arena {}, vision cache {}",
         r.bundle,
         r.decoder_precision,
         st.runs,
@@ -153,6 +154,7 @@ pub fn table(r: &BenchReport) -> String {
         st.new_tokens,
         st.threads.map(|t| t.to_string()).unwrap_or_else(|| "default".into()),
         if st.prepacking { "on" } else { "off" },
+        if st.cpu_arena { "on" } else { "off" },
         if st.vision_cache { "on" } else { "off" },
     );
     let _ = writeln!(
