@@ -17,6 +17,7 @@ use ort::session::Session;
 use ort::sys::{OrtMemoryInfo, OrtMemoryInfoDeviceType};
 use ort::AsPointer;
 
+use super::c_status;
 use crate::error::{Error, Result};
 
 /// Where a graph input lives: ONNX Runtime's device name (`Cpu`, `Cuda`, …) and device id.
@@ -59,10 +60,11 @@ pub fn input_memory(session: &Session, graph: &str, inputs: &[&str]) -> Result<V
     // SAFETY: `infos` has one slot per session input, as the call requires; the memory infos written
     // into it belong to the session, which outlives this function, and are only read here.
     unsafe {
-        check(
-            api,
-            (api.SessionGetMemoryInfoForInputs)(session.ptr(), infos.as_mut_ptr(), infos.len()),
-        )
+        c_status((api.SessionGetMemoryInfoForInputs)(
+            session.ptr(),
+            infos.as_mut_ptr(),
+            infos.len(),
+        ))
         .map_err(|e| Error::ort(&stage, e))?;
     }
     inputs
@@ -100,13 +102,13 @@ unsafe fn describe(
     info: *const OrtMemoryInfo,
 ) -> std::result::Result<InputMemory, String> {
     let mut name: *const c_char = std::ptr::null();
-    check(api, (api.MemoryInfoGetName)(info, &mut name))?;
+    c_status((api.MemoryInfoGetName)(info, &mut name))?;
     if name.is_null() {
         return Err("memory info without a device name".into());
     }
     let device = CStr::from_ptr(name).to_string_lossy().into_owned();
     let mut device_id: c_int = 0;
-    check(api, (api.MemoryInfoGetId)(info, &mut device_id))?;
+    c_status((api.MemoryInfoGetId)(info, &mut device_id))?;
     let mut kind = OrtMemoryInfoDeviceType::OrtMemoryInfoDeviceType_CPU;
     (api.MemoryInfoGetDeviceType)(info, &mut kind);
     Ok(InputMemory {
@@ -114,23 +116,6 @@ unsafe fn describe(
         device_id,
         host: kind == OrtMemoryInfoDeviceType::OrtMemoryInfoDeviceType_CPU,
     })
-}
-
-unsafe fn check(
-    api: &ort::sys::OrtApi,
-    status: ort::sys::OrtStatusPtr,
-) -> std::result::Result<(), String> {
-    if status.0.is_null() {
-        return Ok(());
-    }
-    let message = (api.GetErrorMessage)(status.0);
-    let text = if message.is_null() {
-        "unknown error".to_string()
-    } else {
-        CStr::from_ptr(message).to_string_lossy().into_owned()
-    };
-    (api.ReleaseStatus)(status.0);
-    Err(text)
 }
 
 #[cfg(test)]

@@ -316,6 +316,15 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// A status returned by an ONNX Runtime C API call, as a result with its message (the status is
+/// released either way).
+///
+/// # Safety
+/// `status` must come straight from a C API call and not be used afterwards.
+unsafe fn c_status(status: ort::sys::OrtStatusPtr) -> std::result::Result<(), String> {
+    ort::Error::result_from_status(status).map_err(|e| e.message().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use ort::session::Session;
 use ort::AsPointer;
 use serde::Serialize;
 
-use super::GRAPHS;
+use super::{c_status, GRAPHS};
 use crate::graphs::session::ExecutionProvider;
 
 /// Session configuration key that makes ONNX Runtime record node assignments.
@@ -142,27 +142,22 @@ pub(super) fn assignments(session: &Session) -> Result<Vec<(String, String)>, St
     // are owned by the session (valid while it lives) and only read here; every status is checked and
     // released.
     unsafe {
-        check(
-            api,
-            (api.Session_GetEpGraphAssignmentInfo)(session.ptr(), &mut subgraphs, &mut count),
-        )?;
+        c_status((api.Session_GetEpGraphAssignmentInfo)(
+            session.ptr(),
+            &mut subgraphs,
+            &mut count,
+        ))?;
         for i in 0..count {
             let sg = *subgraphs.add(i);
             let mut name: *const c_char = std::ptr::null();
-            check(api, (api.EpAssignedSubgraph_GetEpName)(sg, &mut name))?;
+            c_status((api.EpAssignedSubgraph_GetEpName)(sg, &mut name))?;
             let ep = string(name);
             let mut nodes: *const *const ort::sys::OrtEpAssignedNode = std::ptr::null();
             let mut n = 0usize;
-            check(
-                api,
-                (api.EpAssignedSubgraph_GetNodes)(sg, &mut nodes, &mut n),
-            )?;
+            c_status((api.EpAssignedSubgraph_GetNodes)(sg, &mut nodes, &mut n))?;
             for j in 0..n {
                 let mut op: *const c_char = std::ptr::null();
-                check(
-                    api,
-                    (api.EpAssignedNode_GetOperatorType)(*nodes.add(j), &mut op),
-                )?;
+                c_status((api.EpAssignedNode_GetOperatorType)(*nodes.add(j), &mut op))?;
                 out.push((ep.clone(), string(op)));
             }
         }
@@ -191,15 +186,6 @@ unsafe fn string(p: *const c_char) -> String {
     } else {
         CStr::from_ptr(p).to_string_lossy().into_owned()
     }
-}
-
-unsafe fn check(api: &ort::sys::OrtApi, status: ort::sys::OrtStatusPtr) -> Result<(), String> {
-    if status.0.is_null() {
-        return Ok(());
-    }
-    let message = string((api.GetErrorMessage)(status.0));
-    (api.ReleaseStatus)(status.0);
-    Err(message)
 }
 
 #[cfg(test)]

@@ -29,14 +29,8 @@ pub fn available_providers() -> Result<Vec<String>> {
     // SAFETY: the C API fills `list` with `count` NUL-terminated strings that stay valid until
     // ReleaseAvailableProviders; a non-null status means failure and is released after reading it.
     unsafe {
-        let status = (api.GetAvailableProviders)(&mut list, &mut count);
-        if !status.0.is_null() {
-            let message = CStr::from_ptr((api.GetErrorMessage)(status.0))
-                .to_string_lossy()
-                .into_owned();
-            (api.ReleaseStatus)(status.0);
-            return Err(Error::ort("GetAvailableProviders", message));
-        }
+        super::c_status((api.GetAvailableProviders)(&mut list, &mut count))
+            .map_err(|message| Error::ort("GetAvailableProviders", message))?;
         let mut names = Vec::new();
         if !list.is_null() {
             for i in 0..usize::try_from(count).unwrap_or(0) {
