@@ -3,10 +3,6 @@
 
 mod cli;
 
-/// Bounds allocations while untrusted DICOM headers are parsed (src/input/alloc_guard.rs).
-#[global_allocator]
-static ALLOCATOR: unimed_edge::input::GuardedAllocator = unimed_edge::input::GuardedAllocator;
-
 fn main() -> std::process::ExitCode {
     cli::output::default_sigpipe();
     match cli::main() {

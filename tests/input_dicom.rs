@@ -274,6 +274,44 @@ fn truncated_and_damaged_files_do_not_panic() {
     }
 }
 
+/// A value length beyond the end of the file is refused by the header pre-walk before dicom-parser
+/// allocates it (it aborted the process for string values: fuzz/seeds/dicom/regress-dicom-4gb-*).
+#[test]
+fn value_lengths_beyond_the_file_are_refused_naming_the_tag() {
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds/dicom/regress-dicom-4gb-string-value");
+    let data = std::fs::read(&seed).unwrap_or_else(|e| panic!("{}: {e}", seed.display()));
+    // A fuzz input: its first byte chose the options, the rest is the file.
+    let file = scratch("string_bomb.dcm");
+    std::fs::write(&file, &data[1..]).expect("write");
+    let err =
+        load_image(&file, &InputOptions::default()).expect_err("a value longer than its file");
+    let msg = err.to_string();
+    assert!(matches!(err, InputError::DicomParse { .. }), "{msg}");
+    assert!(
+        msg.contains("(0008,0070)")
+            && msg.contains("825425942 bytes")
+            && msg.contains("left in the file"),
+        "{msg}"
+    );
+
+    let mut ct = std::fs::read(pydicom_file("CT_small.dcm")).expect("read CT_small");
+    let pixel_data = [0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+    let at = ct
+        .windows(pixel_data.len())
+        .position(|w| w == pixel_data)
+        .expect("PixelData OW in CT_small")
+        + pixel_data.len();
+    ct[at..at + 4].copy_from_slice(&0xF400_0000u32.to_le_bytes());
+    let bomb = scratch("CT_small_pixel_bomb.dcm");
+    std::fs::write(&bomb, &ct).expect("write");
+    let msg = expect_err(&bomb, &InputOptions::default());
+    assert!(
+        msg.contains("(7FE0,0010)") && msg.contains("4093640704 bytes"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn stripped_preamble_is_still_dicom_but_bare_datasets_are_not() {
     let mr = std::fs::read(pydicom_file("MR_small.dcm")).expect("read MR_small");

@@ -10,10 +10,6 @@ use unimed_edge::{load_image, InputOptions};
 #[path = "common.rs"]
 mod common;
 
-/// The allocator of the `unimed` binary, so that its allocation bound while parsing is what is fuzzed.
-#[global_allocator]
-static ALLOCATOR: unimed_edge::input::GuardedAllocator = unimed_edge::input::GuardedAllocator;
-
 const PREAMBLE_LEN: usize = 128;
 const MAGIC: &[u8; 4] = b"DICM";
 

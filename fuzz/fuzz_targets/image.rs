@@ -10,10 +10,6 @@ use unimed_edge::{load_image, InputOptions};
 #[path = "common.rs"]
 mod common;
 
-/// The allocator of the `unimed` binary, so that its allocation bound while parsing is what is fuzzed.
-#[global_allocator]
-static ALLOCATOR: unimed_edge::input::GuardedAllocator = unimed_edge::input::GuardedAllocator;
-
 /// CLIP statistics, as every bundle has them; the values do not matter for robustness.
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];

@@ -139,10 +139,10 @@ fn open(path: &Path, framing: Framing) -> Result<DefaultDicomObject, InputError>
         Framing::Preamble => ReadPreamble::Always,
         Framing::NoPreamble => ReadPreamble::Never,
     };
-    // No value is longer than its file: bound allocations by the file size (alloc_guard.rs), so a
-    // header declaring a 4 GB value is a parse error, not 4 GB of memory.
-    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
-    let _limit = super::alloc_guard::ParseLimit::for_file(file_len);
+    // dicom-parser allocates each value's declared length before reading it: refuse any length the
+    // file cannot hold first (dicom_prewalk.rs), so a header declaring 4 GB is a parse error, not
+    // 4 GB of memory or an abort.
+    super::dicom_prewalk::check(path, framing)?;
     OpenFileOptions::new()
         .read_preamble(preamble)
         .open_file(path)
@@ -250,6 +250,14 @@ pub(crate) fn load(
         name: ts_name.clone(),
         message: error_chain(&e),
     };
+    if ts_uid == RLE_LOSSLESS_UID {
+        check_rle_headers(&obj).map_err(|message| InputError::DicomDecode {
+            path: path.to_path_buf(),
+            uid: ts_uid.clone(),
+            name: ts_name.clone(),
+            message,
+        })?;
+    }
     // Contained: malformed compressed data can panic inside the decoders (contain.rs).
     let decoded = super::contain::contain(|| obj.decode_pixel_data_frame(frame))
         .map_err(|message| InputError::DicomDecode {
@@ -348,6 +356,38 @@ pub(crate) fn load(
         }
     };
     Ok((rgb, info))
+}
+
+/// RLE Lossless (PS3.5 Annex G): every fragment starts with a 64-byte header whose first number is
+/// the segment count, at most 15. dicom-transfer-syntax-registry 0.10.1 allocates that many offsets
+/// unchecked (`vec![0; count]`: 16 GB and an abort for 0xFFFFFFFF; found by fuzzing), so it is
+/// checked here first.
+const RLE_LOSSLESS_UID: &str = "1.2.840.10008.1.2.5";
+const RLE_HEADER_BYTES: usize = 64;
+const RLE_MAX_SEGMENTS: u32 = 15;
+
+fn check_rle_headers(obj: &DefaultDicomObject) -> Result<(), String> {
+    let Some(fragments) = obj
+        .get(tags::PIXEL_DATA)
+        .and_then(|e| e.value().fragments())
+    else {
+        return Ok(());
+    };
+    for (i, fragment) in fragments.iter().enumerate() {
+        let Some(head) = fragment.get(..RLE_HEADER_BYTES) else {
+            return Err(format!(
+                "RLE fragment {i} holds {} bytes, less than its {RLE_HEADER_BYTES}-byte header",
+                fragment.len()
+            ));
+        };
+        let segments = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        if segments > RLE_MAX_SEGMENTS {
+            return Err(format!(
+                "RLE fragment {i} declares {segments} segments, expected at most {RLE_MAX_SEGMENTS}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An error and its sources, joined: dicom-rs puts the useful detail (which tag, which offset)

@@ -10,9 +10,9 @@
 //! everything else by the `image` crate's signature sniffing. The pixel count is checked against
 //! `InputOptions::max_pixels` from the header, before any pixel buffer is allocated.
 
-mod alloc_guard;
 mod contain;
 mod dicom;
+mod dicom_prewalk;
 mod dicom_render;
 mod error;
 mod image;
@@ -24,7 +24,6 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-pub use self::alloc_guard::GuardedAllocator;
 pub use self::dicom::DicomInfo;
 pub use self::error::InputError;
 pub use self::image::RasterFormat;
