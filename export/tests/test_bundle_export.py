@@ -38,6 +38,7 @@ def _prefill(runner, tiny_model, test_images):
 
 def test_cli_int4_decoder_bundle(tiny_synth, tiny_model, test_images, tmp_path):
     from unimed_export.__main__ import main
+    from unimed_export.bundle.decoder import DEFAULT_BLOCK_SIZE
     from unimed_export.bundle.runner import BundleRunner
 
     out = tmp_path / "tiny-int4"
@@ -49,7 +50,7 @@ def test_cli_int4_decoder_bundle(tiny_synth, tiny_model, test_images, tmp_path):
     dec = manifest["graphs"]["decoder"]
     assert (dec["precision"], dec["io_dtype"], dec["past_present_share_buffer"]) == ("int4", "float32", True)
     nbits = _ops(out / "decoder.onnx")["MatMulNBits"]
-    assert nbits and all(a["bits"] == 4 for a in nbits)
+    assert nbits and all(a["bits"] == 4 and a["block_size"] == DEFAULT_BLOCK_SIZE for a in nbits)
     assert "MatMul" not in _ops(out / "decoder.onnx")
 
     runner = BundleRunner(out, verify_hashes=True)

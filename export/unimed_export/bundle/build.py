@@ -45,7 +45,7 @@ def _graph_files(bundle: Path, names: list[str]) -> str:
 
 def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_precision: str = "fp32",
                  image_precision: str = "fp32", merged_dtype: str = "auto", log=print,
-                 accuracy_level: int | None = None) -> dict:
+                 accuracy_level: int | None = None, block_size: int | None = None) -> dict:
     """Write every file of a bundle into `bundle` (an empty folder); return a summary for the CLI."""
     from ..model.connector import Connector
     from ..model.unimed import resample_rate
@@ -77,7 +77,7 @@ def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_prec
     log(f"connector: wrote {_graph_files(bundle, files)}")
 
     contract = export_decoder_stage(llama, ckpt, staging, bundle, decoder_precision, merged_dtype, log,
-                                    accuracy_level)
+                                    accuracy_level, block_size)
 
     log("embed_tokens: writing float16 table")
     vocab, hidden = write_embed_table(llama, bundle / EMBED_FILE)
@@ -113,7 +113,7 @@ def export_vision_stage(vision, image_size: int, staging: Path, bundle: Path, pr
 
 
 def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: str, merged_dtype: str, log,
-                         accuracy_level: int | None = None):
+                         accuracy_level: int | None = None, block_size: int | None = None):
     fp32_bytes = sum(int(torch.Size(s).numel()) * 4 for s in llama.expected_shapes().values())
     if merged_dtype == "auto":
         merged_dtype = "fp32" if fp32_bytes <= MERGED_FP32_LIMIT else "fp16"
@@ -124,7 +124,8 @@ def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: st
         f"writing {merged_dtype} folder")
     write_merged_folder(llama, ckpt, merged, merged_dtype, log)
     gc.collect()
-    built = run_builder(merged, staging / "builder-out", precision, staging / "builder-cache", log, accuracy_level)
+    built = run_builder(merged, staging / "builder-out", precision, staging / "builder-cache", log, accuracy_level,
+                        block_size)
     remove_tree(merged)
     files = install_decoder(built, bundle, DECODER_FILE)
     remove_tree(staging / "builder-out")

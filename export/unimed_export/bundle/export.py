@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from ..readers.errors import ReaderError
-from .decoder import ACCURACY_LEVELS, QUANTIZED, DecoderExportError, PRECISIONS as DECODER_PRECISIONS
+from .decoder import (ACCURACY_LEVELS, BLOCK_SIZES, DEFAULT_BLOCK_SIZE, QUANTIZED, DecoderExportError,
+                      PRECISIONS as DECODER_PRECISIONS)
 from .external_data import ExternalDataError
 from .files import human_size
 from .image_precision import IMAGE_PRECISIONS
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder-accuracy-level", type=int, choices=ACCURACY_LEVELS, default=None,
                         help="int8/int4 decoders: MatMulNBits activation precision, 1 fp32 ... 4 int8 "
                              "(default: the model builder's, 4 on CPU)")
+    parser.add_argument("--decoder-block-size", type=int, choices=BLOCK_SIZES, default=None,
+                        help="int8/int4 decoders: MatMulNBits inputs per scale (default "
+                             f"{DEFAULT_BLOCK_SIZE}; 32 is finer and slower)")
     parser.add_argument("--vision-precision", choices=IMAGE_PRECISIONS, default="fp32",
                         help="vision and connector graphs: fp32, fp16 weights or int8 MatMulNBits (default fp32)")
     parser.add_argument("--merged-dtype", choices=("auto", "fp32", "fp16"), default="auto",
@@ -82,6 +86,9 @@ def main(args) -> int:
     if args.decoder_accuracy_level is not None and args.decoder_precision not in QUANTIZED:
         raise SystemExit(f"export: --decoder-accuracy-level applies to {'/'.join(QUANTIZED)} decoders, "
                          f"not --decoder-precision {args.decoder_precision}")
+    if args.decoder_block_size is not None and args.decoder_precision not in QUANTIZED:
+        raise SystemExit(f"export: --decoder-block-size applies to {'/'.join(QUANTIZED)} decoders, "
+                         f"not --decoder-precision {args.decoder_precision}")
     out = Path(args.out)
     log = Progress()
     work = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -94,7 +101,7 @@ def main(args) -> int:
         inputs = BundleInputs(eva=eva, llama=llama, checkpoint=checkpoint, synth_dir=args.from_dir)
         summary = build_bundle(inputs, bundle_tmp, staging, decoder_precision=args.decoder_precision,
                                image_precision=args.vision_precision, merged_dtype=args.merged_dtype, log=log,
-                               accuracy_level=args.decoder_accuracy_level)
+                               accuracy_level=args.decoder_accuracy_level, block_size=args.decoder_block_size)
         gc.collect()
         _swap_in(bundle_tmp, out)
     except (ReaderError, DecoderExportError, ExternalDataError, ManifestError) as exc:

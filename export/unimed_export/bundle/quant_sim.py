@@ -34,12 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .decoder import DEFAULT_BLOCK_SIZE
 from .measure import load_runs
 
 # The linears the model builder turns into MatMulNBits (checked against the int4 graph: 7 per layer + lm_head).
 LAYER_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-BLOCK = 32
+# The exporter's default, the block the simulated variants use.
+BLOCK = DEFAULT_BLOCK_SIZE
 # Noise draws per position for the i.i.d.-noise agreement estimate (800 positions x 4 draws: +-1 % or so).
 NOISE_DRAWS = 4
 
@@ -142,7 +144,7 @@ def compare_ort_weights(onnx_path: Path, originals: dict) -> dict:
         codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(packed.shape[0], packed.shape[1], -1)
         deq = ((codes.astype(np.float32) - 8) * scales).reshape(packed.shape[0], -1)
         w = originals[ours]
-        sim = fake_quant(w, 4).numpy()
+        sim = fake_quant(w, 4, block=2 * packed.shape[2]).numpy()  # the graph's own block size
         deq = deq[:, :w.shape[1]]
         report[ours] = {"max_abs_diff_ort_vs_sim": float(np.abs(deq - sim).max()),
                         "rel_err_ort": float(np.linalg.norm(deq - w.numpy()) / np.linalg.norm(w.numpy())),
