@@ -71,7 +71,7 @@ pub fn resident_files() -> Vec<(String, u64)> {
         }
     }
     let mut v: Vec<(String, u64)> = by_file.into_iter().filter(|(_, b)| *b > 0).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
     v
 }
 
