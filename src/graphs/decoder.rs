@@ -28,7 +28,7 @@ use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
 
 use super::kv_cache::{IoDtype, KvCache, KvShape, KvStorage};
-use super::providers::{input_memory, InputMemory};
+use super::providers::{input_memory, InputMemory, HOST_LABEL};
 use super::session::{create_session, SessionOptions};
 use super::{check_outlet, dim, Side};
 use crate::bundle::{Manifest, PH_LAYER};
@@ -213,7 +213,7 @@ impl DecoderGraph {
     pub fn kv_memory(&self) -> String {
         self.kv_memory
             .as_ref()
-            .map_or_else(|| "cpu".to_string(), InputMemory::label)
+            .map_or_else(|| HOST_LABEL.to_string(), InputMemory::label)
     }
 
     /// A new cache of the manifest's strategy, with room for `capacity` positions (in-place mode; the

@@ -24,6 +24,7 @@ use half::f16;
 use ort::memory::{AllocationDevice, Allocator};
 use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor};
 
+use super::providers::{memory_label, HOST_LABEL};
 use crate::error::{Error, Result};
 
 /// Element type of the decoder's `inputs_embeds`, KV cache and `logits` (manifest `graphs.decoder.io_dtype`).
@@ -109,7 +110,11 @@ impl KvCache {
                         format!(
                             "allocating layer {layer} {} buffer {dims:?} ({capacity} positions) in {} memory: {e}",
                             shape.dtype.name(),
-                            memory_label(alloc.memory_info().allocation_device().as_str(), alloc.memory_info().device_id())
+                            memory_label(
+                                alloc.memory_info().is_cpu_accessible(),
+                                alloc.memory_info().allocation_device().as_str(),
+                                alloc.memory_info().device_id()
+                            )
                         ),
                     )
                 })
@@ -226,7 +231,7 @@ impl KvCache {
                     .map(|t| tensor_memory(&t))
             }),
         };
-        first.unwrap_or_else(|| HOST.to_string())
+        first.unwrap_or_else(|| HOST_LABEL.to_string())
     }
 
     /// Copies out one layer's keys `[kv_heads, len, head_dim]` as f32 (tests and debugging only). A
@@ -266,25 +271,13 @@ impl KvCache {
     }
 }
 
-/// Report name of host memory.
-const HOST: &str = "cpu";
-
-/// `cpu` for host-accessible memory, else ONNX Runtime's device name and id, e.g. `cuda:0`.
-fn memory_label(device: &str, device_id: i32) -> String {
-    if device == AllocationDevice::CPU.as_str() {
-        HOST.to_string()
-    } else {
-        format!("{}:{device_id}", device.to_ascii_lowercase())
-    }
-}
-
 fn tensor_memory(t: &DynTensor) -> String {
     let info = t.memory_info();
-    if info.is_cpu_accessible() {
-        HOST.to_string()
-    } else {
-        memory_label(info.allocation_device().as_str(), info.device_id())
-    }
+    memory_label(
+        info.is_cpu_accessible(),
+        info.allocation_device().as_str(),
+        info.device_id(),
+    )
 }
 
 /// All of a float tensor's elements as f32 (a copy; debugging read-out only). Device memory cannot be

@@ -29,14 +29,22 @@ pub struct InputMemory {
     pub host: bool,
 }
 
+/// Report name of host memory.
+pub const HOST_LABEL: &str = "cpu";
+
+/// `cpu` for host memory, else ONNX Runtime's device name and id, e.g. `cuda:0` (for reports).
+pub fn memory_label(host: bool, device: &str, device_id: i32) -> String {
+    if host {
+        HOST_LABEL.into()
+    } else {
+        format!("{}:{device_id}", device.to_ascii_lowercase())
+    }
+}
+
 impl InputMemory {
     /// `cpu` or e.g. `cuda:0`, for reports.
     pub fn label(&self) -> String {
-        if self.host {
-            "cpu".into()
-        } else {
-            format!("{}:{}", self.device.to_ascii_lowercase(), self.device_id)
-        }
+        memory_label(self.host, &self.device, self.device_id)
     }
 
     /// The memory info to ask the session for an allocator of (device memory, default kind).

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::session::ExecutionProvider;
 use crate::error::{Error, Result};
 
-pub use device::{input_memory, kv_memory, InputMemory};
+pub use device::{input_memory, kv_memory, memory_label, InputMemory, HOST_LABEL};
 pub use placement::{placement, placements, Placement};
 pub use register::available_providers;
 pub(crate) use register::create;
