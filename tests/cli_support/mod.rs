@@ -12,47 +12,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[path = "../paths/mod.rs"]
+mod paths;
+#[allow(unused_imports)] // not every test crate uses every path
+pub use paths::{pydicom_file, root};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_unimed");
 
 /// Generated tokens per request: enough to exercise the decode loop, few enough to keep tests quick.
 pub const MAX_NEW_TOKENS: &str = "4";
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The synthetic bundle built by scripts/setup.
 pub fn bundle() -> PathBuf {
-    let dir = root().join("models/tiny");
-    assert!(
-        dir.join("unimed.json").is_file(),
-        "{} is missing: the CLI tests run on the tiny bundle that scripts/setup builds (run scripts/setup)",
-        dir.display()
-    );
-    dir
+    paths::bundle_dir("tiny")
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    let p = root().join("tests/fixtures/cli").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: run .venv/bin/python export/scripts/make_cli_fixtures.py",
-        p.display()
-    );
-    p
-}
-
-/// A DICOM file shipped in the pydicom wheel (inside the venv scripts/setup creates).
-pub fn pydicom_file(name: &str) -> PathBuf {
-    let p = root()
-        .join(".venv/lib/python3.11/site-packages/pydicom/data/test_files")
-        .join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: the CLI tests use pydicom's test files; run scripts/setup",
-        p.display()
-    );
-    p
+    paths::fixture_file("cli", name, "export/scripts/make_cli_fixtures.py")
 }
 
 /// `pydicom:NAME` or `fixtures:NAME` (the notation of cases.json).

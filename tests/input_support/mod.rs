@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use serde_json::Value;
 
+#[path = "../paths/mod.rs"]
+mod paths;
+#[allow(unused_imports)] // not every test crate uses every path
+pub use paths::pydicom_file;
+
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/input")
 }
@@ -27,19 +32,6 @@ pub fn manifest() -> Value {
         )
     });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// pydicom's test files inside the project venv.
-pub fn pydicom_file(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".venv/lib/python3.11/site-packages/pydicom/data/test_files");
-    let p = dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: these tests use the DICOM files shipped in the pydicom wheel; run scripts/setup to create .venv",
-        p.display()
-    );
-    p
 }
 
 /// Resolves a DICOM case's `file`: `fixtures:NAME` is ours, anything else is a pydicom test file.

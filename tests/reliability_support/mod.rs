@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../paths/mod.rs"]
+mod paths;
+#[allow(unused_imports)] // not every test crate uses every path
+pub use paths::{pydicom_file, root};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_unimed");
 
 /// Exit codes of `unimed` (src/cli/exit_codes.rs, docs/CLI.md).
@@ -47,50 +52,16 @@ pub fn children_peak_rss_kib() -> i64 {
 /// Generated tokens per request: enough to run the decode loop, few enough to keep tests quick.
 pub const MAX_NEW_TOKENS: &str = "2";
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 pub fn tiny_bundle() -> PathBuf {
-    let dir = root().join("models/tiny");
-    assert!(
-        dir.join("unimed.json").is_file(),
-        "{} is missing: run scripts/setup",
-        dir.display()
-    );
-    dir
+    paths::bundle_dir("tiny")
 }
 
 pub fn input_fixture(name: &str) -> PathBuf {
-    let p = root().join("tests/fixtures/input").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing (written by export/scripts/make_input_fixtures.py)",
-        p.display()
-    );
-    p
+    paths::fixture_file("input", name, "export/scripts/make_input_fixtures.py")
 }
 
 pub fn cli_fixture(name: &str) -> PathBuf {
-    let p = root().join("tests/fixtures/cli").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing (written by export/scripts/make_cli_fixtures.py)",
-        p.display()
-    );
-    p
-}
-
-pub fn pydicom_file(name: &str) -> PathBuf {
-    let p = root()
-        .join(".venv/lib/python3.11/site-packages/pydicom/data/test_files")
-        .join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: the tests use pydicom's test files; run scripts/setup",
-        p.display()
-    );
-    p
+    paths::fixture_file("cli", name, "export/scripts/make_cli_fixtures.py")
 }
 
 /// The patient-identifying values planted in the CLI fixtures (tests/fixtures/cli/cases.json).
@@ -330,16 +301,4 @@ pub fn flip_middle_byte(path: &Path) {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
-/// Process resident set size in KiB (`VmRSS` of /proc/self/status).
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

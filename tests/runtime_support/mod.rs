@@ -9,18 +9,10 @@ use unimed_edge::graphs::session::SessionOptions;
 use unimed_edge::text::embed::EmbedTable;
 use unimed_edge::{Bundle, Labels, Request, Task};
 
-/// A bundle made by scripts/setup under models/ (tiny, tiny-int4, tiny-fp16).
-pub fn bundle_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(name);
-    assert!(
-        dir.join("unimed.json").is_file(),
-        "bundle {} is missing: build it with scripts/setup (it exports models/tiny, tiny-int4 and tiny-fp16)",
-        dir.display()
-    );
-    dir
-}
+#[path = "../paths/mod.rs"]
+mod paths;
+#[allow(unused_imports)] // not every test crate uses every path
+pub use paths::bundle_dir;
 
 /// A golden test image (tests/golden/images/).
 pub fn image(name: &str) -> PathBuf {
