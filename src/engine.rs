@@ -31,7 +31,7 @@ use crate::input::{self, InputOptions, LoadedImage};
 use crate::postprocess;
 use crate::request::{ImageSource, Request, Task};
 use crate::text::embed::EmbedTable;
-use crate::text::prompt::{self, Prompt, PromptInput};
+use crate::text::prompt::{self, Prompt, PromptInput, Truncation};
 use crate::text::tokenizer::{StreamDecoder, TextTokenizer};
 use crate::timings::Timings;
 
@@ -82,6 +82,9 @@ pub struct Output {
     pub prompt: Prompt,
     /// Original image size `(width, height)` for image tasks.
     pub image_size: Option<(u32, u32)>,
+    /// The request's text was longer than the prompt rule allows and was cut (`instruction` shows what
+    /// the model was asked).
+    pub truncated: Option<Truncation>,
     pub timings: Timings,
 }
 
@@ -121,13 +124,16 @@ impl Engine {
     pub fn load(bundle_dir: impl AsRef<Path>, options: &EngineOptions) -> Result<Self> {
         let start = Instant::now();
         let bundle = Bundle::load(bundle_dir)?;
+        // The export target against the requested providers, before anything is hashed or built; and
+        // what the providers take from the bundle (cache keys, TensorRT profiles).
+        let session = crate::graphs::providers::for_bundle(&bundle, &options.session)?;
         // Before any graph or table is opened: nothing of the bundle is used unverified.
         let integrity = check_integrity(&bundle, options.integrity)?;
         let m = bundle.manifest();
         let g = &m.graphs;
-        let vision = VisionGraph::load(&bundle.path(&g.vision.file), m, &options.session)?;
-        let connector = ConnectorGraph::load(&bundle.path(&g.connector.file), m, &options.session)?;
-        let decoder = DecoderGraph::load(&bundle.path(&g.decoder.file), m, &options.session)?;
+        let vision = VisionGraph::load(&bundle.path(&g.vision.file), m, &session)?;
+        let connector = ConnectorGraph::load(&bundle.path(&g.connector.file), m, &session)?;
+        let decoder = DecoderGraph::load(&bundle.path(&g.decoder.file), m, &session)?;
         let tokenizer = TextTokenizer::open(&bundle.path(&m.tokenizer.file))?;
         let embed = EmbedTable::open(
             &bundle.path(&m.embed_tokens.file),
@@ -260,6 +266,10 @@ impl Engine {
             labels: request.labels.as_ref(),
         };
         let prompt = prompt::build(manifest, &self.tokenizer, &input)?;
+        let truncated = request
+            .text
+            .as_deref()
+            .and_then(|t| prompt::truncation(t, manifest.prompt.max_words));
         let num_image_tokens = manifest.model.num_image_tokens;
         let prompt_len = prompt.len(num_image_tokens);
         let mut embeds = Vec::with_capacity(prompt_len * self.embed.hidden());
@@ -358,6 +368,7 @@ impl Engine {
             instruction: prompt.instruction.clone(),
             prompt,
             image_size,
+            truncated,
             timings,
         })
     }

@@ -71,12 +71,16 @@ pub enum Error {
     Tokenizer { path: PathBuf, message: String },
 
     /// The request is invalid for this bundle (unknown task, missing image, bad box, prompt too long).
-    #[error("request: {0}")]
+    #[error("{0}")]
     Request(String),
 
     /// Image or DICOM decoding / preprocessing failed.
     #[error(transparent)]
     Input(#[from] input::InputError),
+
+    /// Writing the DICOM output (SR, presentation state) failed.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
 }
 
 /// Result alias used across the library.

@@ -23,10 +23,12 @@ pub mod error;
 pub mod generate;
 pub mod graphs;
 pub mod input;
+pub mod output;
 pub mod postprocess;
 pub mod request;
 pub mod text;
 pub mod timings;
+pub mod warmup;
 
 pub use bundle::{verify, Bundle, Integrity, IntegrityReport, VerifyReport};
 pub use engine::{Engine, EngineOptions, Output, RunOptions};

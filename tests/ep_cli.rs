@@ -5,7 +5,9 @@
 //!
 //! Works in both builds: the default one (`cuda` / `tensorrt` features off: "built without the
 //! feature") and `--features cuda,tensorrt` with the CPU ONNX Runtime wheel ("the library does not
-//! include CUDAExecutionProvider"). Needs models/tiny and .venv (scripts/setup).
+//! include CUDAExecutionProvider"). The provider checks run on a bundle exported for CUDA
+//! (models/tiny-int4-cuda): a cpu-target bundle (models/tiny) asked for a GPU provider is refused earlier,
+//! by its target, which the last tests check. Needs those bundles and .venv (scripts/setup).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,9 +20,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_unimed");
 /// Exit code of ONNX Runtime errors and of usage errors (docs/CLI.md).
 const EXIT_RUNTIME: i32 = 5;
 const EXIT_USAGE: i32 = 2;
+/// Exit code of a bundle that cannot serve the request: here, one exported for another target.
+const EXIT_MODEL: i32 = 4;
 
+/// A bundle exported for CUDA (`--target cuda`), whose graphs every provider may be asked to run.
 fn bundle() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
+    named_bundle("tiny-int4-cuda")
+}
+
+fn named_bundle(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
     assert!(
         dir.join("unimed.json").is_file(),
         "{} is missing: run scripts/setup",
@@ -50,9 +61,12 @@ fn unimed(args: &[&str]) -> Run {
     }
 }
 
-/// A greedy text-only request on the tiny bundle, with `extra` flags, as JSON.
+/// A greedy text-only request on the cuda-target tiny bundle, with `extra` flags, as JSON.
 fn run_json(extra: &[&str]) -> Run {
-    let model = bundle();
+    run_json_on(&bundle(), extra)
+}
+
+fn run_json_on(model: &std::path::Path, extra: &[&str]) -> Run {
     let mut args = vec![
         "run",
         "--model",
@@ -228,4 +242,58 @@ fn info_reports_where_each_graph_runs() {
     let r = unimed(&["info", "--model", model.to_str().unwrap(), "--ep", "cuda"]);
     assert_eq!(r.code, EXIT_RUNTIME, "stderr: {}", r.stderr);
     assert!(r.stderr.contains("cannot run graph vision"), "{}", r.stderr);
+}
+
+#[test]
+fn cpu_target_bundle_on_a_gpu_provider_is_refused_with_the_export_command() {
+    let tiny = named_bundle("tiny");
+    for (ep, target) in [("cuda", "cuda"), ("tensorrt,decoder=cuda", "tensorrt")] {
+        let r = run_json_on(&tiny, &["--ep", ep]);
+        assert_eq!(r.code, EXIT_MODEL, "--ep {ep}: stderr: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "nothing may be answered: {}", r.stdout);
+        for needle in [
+            "target: ",
+            "was exported for target cpu",
+            "python -m unimed_export export",
+            &format!("--target {target} --decoder-precision int4"),
+            "--ep cpu",
+        ] {
+            assert!(
+                r.stderr.contains(needle),
+                "--ep {ep}: missing {needle:?} in: {}",
+                r.stderr
+            );
+        }
+        // The target is checked before any session: no provider was asked.
+        assert!(!r.stderr.contains("cannot run graph"), "{}", r.stderr);
+    }
+    // --fallback accepts what the provider cannot take: the mismatch is said, and the run goes on.
+    let r = run_json_on(&tiny, &["--ep", "cuda", "--fallback"]);
+    assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains("was exported for target cpu") && r.stderr.contains("running it anyway"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn info_shows_the_target_and_checks_it() {
+    for (name, target) in [("tiny", "cpu"), ("tiny-int4-cuda", "cuda")] {
+        let model = named_bundle(name);
+        let r = unimed(&["info", "--model", model.to_str().unwrap(), "--json"]);
+        assert_eq!(r.code, 0, "stderr: {}", r.stderr);
+        let v: Value = serde_json::from_str(r.stdout.trim()).expect("one JSON object");
+        assert_eq!(v["bundle"]["target"], target, "{name}");
+        let r = unimed(&["info", "--model", model.to_str().unwrap()]);
+        assert!(
+            r.stdout.contains(&format!("target {target} ")),
+            "{}",
+            r.stdout
+        );
+    }
+    let model = named_bundle("tiny");
+    let r = unimed(&["info", "--model", model.to_str().unwrap(), "--ep", "cuda"]);
+    assert_eq!(r.code, EXIT_MODEL, "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("exported for target cpu"), "{}", r.stderr);
 }

@@ -450,8 +450,8 @@ fn bad_dicom() {
         Case::new(
             "zero window width (--window 40,0)",
             vqa_on(&pydicom_file("CT_small.dcm"), &["--window", "40,0"]),
-            EXIT_INPUT,
-            &["CT_small.dcm", "width 0"],
+            EXIT_USAGE,
+            &["--window", "\"40,0\"", "width must be at least 1"],
         ),
         Case::new(
             "DICOM over --max-pixels",
@@ -479,7 +479,7 @@ fn bad_arguments() {
             "unknown task",
             run(&["--task", "segment", "hi"]),
             EXIT_USAGE,
-            &["unknown task \"segment\"", "qa"],
+            &["invalid value 'segment' for '--task"],
         ),
         Case::new(
             "unknown flag",
@@ -735,6 +735,24 @@ fn bad_bundles() {
         qa(&d),
         EXIT_MODEL,
         &["unimed.json", "num_experts_extra"],
+    ));
+
+    let d = bundle_copy("manifest-unsealed", &[]);
+    edit_manifest_unsealed(&d, |m| m["preprocess"]["mean"][0] = json!(0.58145466));
+    cases.push(Case::new(
+        "edited manifest, not re-sealed: preprocess mean 0.48145466 → 0.58145466",
+        qa(&d),
+        EXIT_MODEL,
+        &["unimed.json", "seal", "changed after export"],
+    ));
+
+    let d = bundle_copy("manifest-unsealed-seal", &[]);
+    std::fs::remove_file(d.join("unimed.json.sha256")).ok();
+    cases.push(Case::new(
+        "manifest without its seal",
+        qa(&d),
+        EXIT_MODEL,
+        &["unimed.json.sha256", "sha256sum"],
     ));
 
     let d = bundle_copy("manifest-dim", &[]);

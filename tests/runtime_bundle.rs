@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use unimed_edge::{verify, Bundle, Engine, EngineOptions, Error};
 
 fn tiny() -> PathBuf {
@@ -34,7 +35,8 @@ impl Variant {
         for entry in std::fs::read_dir(&src).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap();
-            if name != "unimed.json" {
+            // The manifest and its seal are written below; everything else is the original.
+            if name != "unimed.json" && name != "unimed.json.sha256" {
                 std::os::unix::fs::symlink(&path, dir.join(name)).unwrap();
             }
         }
@@ -42,9 +44,16 @@ impl Variant {
             serde_json::from_str(&std::fs::read_to_string(src.join("unimed.json")).unwrap())
                 .unwrap();
         edit(&mut manifest);
+        let text = serde_json::to_string_pretty(&manifest).unwrap();
+        // Sealed like an export, so the load gets past the seal to the check under test.
+        let sha: String = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(dir.join("unimed.json"), text).unwrap();
         std::fs::write(
-            dir.join("unimed.json"),
-            serde_json::to_string_pretty(&manifest).unwrap(),
+            dir.join("unimed.json.sha256"),
+            format!("{sha}  unimed.json\n"),
         )
         .unwrap();
         Variant { dir }

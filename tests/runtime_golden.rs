@@ -68,6 +68,9 @@ fn request_from(line: &Value, folder: &Path) -> Request {
         let v: Vec<f64> = b.iter().map(|x| x.as_f64().expect("box number")).collect();
         req.bbox = Some([v[0], v[1], v[2], v[3]]);
     }
+    if let Some(set) = line["label_set"].as_str() {
+        req.labels = Some(Labels::Set(set.to_string()));
+    }
     if let Some(l) = line["labels"].as_array() {
         req.labels = Some(Labels::Custom(
             l.iter()

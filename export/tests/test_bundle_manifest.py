@@ -26,7 +26,8 @@ def editable(tiny_bundle, tmp_path):
     copy_dir = tmp_path / "bundle"
     copy_dir.mkdir()
     for f in tiny_bundle.iterdir():
-        os.link(f, copy_dir / f.name) if f.name != "unimed.json" else shutil.copyfile(f, copy_dir / f.name)
+        private = f.name.startswith("unimed.json")  # the manifest and its seal
+        shutil.copyfile(f, copy_dir / f.name) if private else os.link(f, copy_dir / f.name)
     return copy_dir
 
 
@@ -53,7 +54,9 @@ def test_exported_manifest_is_valid_with_hashes(tiny_bundle):
 
     m = load_manifest(tiny_bundle, verify_hashes=True)
     assert m["format_version"] == 1
-    assert sorted(m["files"]) == sorted(p.name for p in tiny_bundle.iterdir() if p.name != "unimed.json")
+    # Every file but the manifest and its seal is listed (the seal covers the manifest).
+    assert sorted(m["files"]) == sorted(p.name for p in tiny_bundle.iterdir()
+                                        if p.name not in ("unimed.json", "unimed.json.sha256"))
 
 
 EDITS = [
@@ -92,6 +95,23 @@ def test_inconsistent_manifest_edits_are_rejected(editable, edit, field, text):
     edit(edited)
     _save(editable, edited)
     _expect_error(editable, field, text)
+
+
+def test_manifest_is_sealed_and_an_unsealed_edit_is_rejected(editable):
+    import hashlib
+
+    from unimed_export.bundle.manifest import load_manifest
+
+    seal = (editable / "unimed.json.sha256").read_text().split()
+    assert seal == [hashlib.sha256((editable / "unimed.json").read_bytes()).hexdigest(), "unimed.json"]
+    load_manifest(editable, verify_hashes=True)
+    m = _load(editable)
+    m["preprocess"]["mean"][0] = 0.58145466  # a valid manifest, one value changed, not re-sealed
+    _save(editable, m)
+    load_manifest(editable, verify_hashes=False)  # the schema alone cannot tell
+    _expect_error(editable, "unimed.json.sha256", "sha256", verify_hashes=True)
+    (editable / "unimed.json.sha256").unlink()
+    _expect_error(editable, "unimed.json.sha256", "missing", verify_hashes=True)
 
 
 def test_missing_file_is_rejected(editable):

@@ -16,6 +16,7 @@ COMMANDS = {
     "tokenizer": ("unimed_export.tokenizer_build", "build tokenizer.json from the npm LLaMA-2 tokenizer"),
     "export": ("unimed_export.bundle.export", "export an ONNX model bundle"),
     "validate": ("unimed_export.bundle.manifest", "validate a model bundle"),
+    "bundle-reference": ("unimed_export.bundle.replay", "run a bundle's graphs (ONNX Runtime, CPU) on a requests .jsonl"),
 }
 
 

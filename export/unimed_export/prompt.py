@@ -167,11 +167,17 @@ def custom_label_question(labels: Sequence[str]) -> str:
 
 
 def build_instruction(task: str, text: str | None = None, box: Sequence[float] | None = None,
-                      image_size: tuple[float, float] | None = None, labels: Sequence[str] | None = None) -> str:
+                      image_size: tuple[float, float] | None = None, labels: Sequence[str] | None = None,
+                      label_set: str | None = None) -> str:
     """The instruction for a task: its template with {text} (user text or default) or {box} filled in.
 
-    image_size is (width, height) of the original image, needed by reg to scale the box.
+    image_size is (width, height) of the original image, needed by reg to scale the box. label_set names one
+    of LABEL_SETS for cls (its question is asked when no text is given); with neither labels, label_set nor
+    text, cls asks the reference's default set (the runtime refuses that request instead: docs/CLI.md).
     """
+    if label_set is not None and (labels is not None or task != "cls" or label_set not in LABEL_SETS):
+        raise ValueError(f"label_set {label_set!r}: expected one of {sorted(LABEL_SETS)}, for task 'cls', "
+                         "without labels")
     spec = _task_spec(task)
     text = preprocess_text(text, PROMPT["max_words"]) if text is not None else None
     if text == "":
@@ -197,7 +203,7 @@ def build_instruction(task: str, text: str | None = None, box: Sequence[float] |
         if labels is not None:
             text = custom_label_question(labels)
         else:
-            text = LABEL_SETS[DEFAULT_LABEL_SET]["question"]
+            text = LABEL_SETS[label_set or DEFAULT_LABEL_SET]["question"]
     if text is None:
         text = spec["default_text"]
     if text is None:

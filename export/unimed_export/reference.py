@@ -2,7 +2,7 @@
 
 Requests (.jsonl, one object a line): id, task (qa|vqa|report|rec|reg|cls), image (path; relative paths are
 resolved against the requests file's folder), text, optional box [x1,y1,x2,y2] in original-image pixels
-(reg), optional labels (cls). Output (.jsonl, one object per request): id, task, connector_task,
+(reg), optional labels or label_set (cls; a name of the manifest's label sets). Output (.jsonl, one object per request): id, task, connector_task,
 instruction, prompt_before, prompt_after (null for text-only), num_image_tokens, image_size [W,H] (image
 tasks), generated_ids (without the stopping EOS), stop_reason, text (clean_output of the decoded ids),
 box (rec, original pixels, null when the answer does not parse) or label (cls, null when none matches).
@@ -81,6 +81,8 @@ def label_candidates(req: dict) -> list | None:
     """Labels to match a cls answer against: the request's, else the label set whose question was asked."""
     if req.get("labels") is not None:
         return list(req["labels"])
+    if req.get("label_set") is not None:
+        return list(LABEL_SETS[req["label_set"]]["labels"])
     text = req.get("text")
     if text is None:
         return list(LABEL_SETS[DEFAULT_LABEL_SET]["labels"])
@@ -108,7 +110,8 @@ def run_request(model, req: dict, max_new_tokens: int, dump: Path | None) -> dic
     try:
         instruction = build_instruction(
             task, req.get("text"), box=req.get("box") if task == "reg" else None,
-            image_size=image_size if task == "reg" else None, labels=req.get("labels"))
+            image_size=image_size if task == "reg" else None, labels=req.get("labels"),
+            label_set=req.get("label_set"))
     except (ValueError, KeyError) as exc:
         raise RequestError(f"{req['_where']}: {exc}") from exc
     prompt = encode_prompt(model.tokenizer, task, instruction)

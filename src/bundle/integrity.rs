@@ -39,7 +39,8 @@ pub enum Integrity {
     Stamped,
     /// Hash every file on every load (ignores and does not write stamps).
     Always,
-    /// Check sizes only (`--no-verify`): for bundles verified by other means.
+    /// Check sizes only (`--no-verify`): neither the manifest's seal nor any file's hash; for bundles
+    /// verified by other means (the CLI warns on every run).
     Off,
 }
 
@@ -89,6 +90,8 @@ pub fn check(bundle: &Bundle, mode: Integrity) -> Result<IntegrityReport> {
     if mode == Integrity::Off {
         return Ok(report);
     }
+    // The manifest first: it holds every other file's hash.
+    bundle.require_seal()?;
     let stamp_path = if mode == Integrity::Stamped {
         stamp_path_for(bundle.dir())
     } else {

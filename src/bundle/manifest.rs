@@ -14,6 +14,10 @@ pub struct Manifest {
     pub format: String,
     /// Integer version of this schema; the reader refuses versions it does not know.
     pub format_version: u32,
+    /// Execution provider the graphs were exported for: `cpu`, `cuda` or `tensorrt` (see target.rs);
+    /// absent in bundles exported before targets existed, which were all built for the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     pub model: ModelDims,
     pub tokens: TokenIds,
     pub preprocess: Preprocess,

@@ -45,6 +45,19 @@ impl Check<'_> {
 /// Checks the manifest at `manifest_path` (whose directory holds the files) for internal consistency
 /// and every listed file for existence and recorded size.
 pub fn validate(manifest: &Manifest, manifest_path: &Path, dir: &Path) -> Result<()> {
+    validate_manifest(manifest, manifest_path)?;
+    validate_file_sizes(
+        manifest,
+        &Check {
+            path: manifest_path,
+        },
+        dir,
+    )
+}
+
+/// The manifest on its own, without looking at the files it lists (`verify` then reports every file's
+/// state instead of stopping at the first missing one).
+pub fn validate_manifest(manifest: &Manifest, manifest_path: &Path) -> Result<()> {
     let c = Check {
         path: manifest_path,
     };
@@ -64,7 +77,8 @@ pub fn validate(manifest: &Manifest, manifest_path: &Path, dir: &Path) -> Result
     validate_dims(manifest, &c)?;
     validate_prompt(manifest, &c)?;
     validate_graph_specs(manifest, &c)?;
-    validate_files(manifest, &c, dir)
+    super::target::Target::of(manifest, manifest_path)?;
+    validate_file_list(manifest, &c)
 }
 
 fn validate_dims(m: &Manifest, c: &Check) -> Result<()> {
@@ -269,7 +283,7 @@ fn validate_graph_specs(m: &Manifest, c: &Check) -> Result<()> {
 
 /// Every graph file, the embedding table and the tokenizer must be listed in `files`, and every listed
 /// file must exist with its recorded size (hashes are checked by `verify`, which reads every byte).
-fn validate_files(m: &Manifest, c: &Check, dir: &Path) -> Result<()> {
+fn validate_file_list(m: &Manifest, c: &Check) -> Result<()> {
     for (field, file) in [
         ("graphs.vision.file", &m.graphs.vision.file),
         ("graphs.connector.file", &m.graphs.connector.file),
@@ -281,23 +295,10 @@ fn validate_files(m: &Manifest, c: &Check, dir: &Path) -> Result<()> {
             format!("\"{file}\" is not listed in `files`")
         })?;
     }
-    for (name, entry) in &m.files {
+    for name in m.files.keys() {
         c.ensure(is_plain_relative(name), &format!("files.{name}"), || {
             "file names must be plain relative paths inside the bundle".to_string()
         })?;
-        let path = dir.join(name);
-        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        c.ensure(
-            meta.len() == entry.size,
-            &format!("files.{name}.size"),
-            || {
-                format!(
-                    "recorded {} bytes, the file on disk has {} bytes",
-                    entry.size,
-                    meta.len()
-                )
-            },
-        )?;
     }
     let d = &m.model;
     let table = m.embed_tokens.shape[0] as u64 * m.embed_tokens.shape[1] as u64 * 2;
@@ -312,6 +313,25 @@ fn validate_files(m: &Manifest, c: &Check, dir: &Path) -> Result<()> {
             d.vocab_size, d.hidden_size
         )
     })
+}
+
+fn validate_file_sizes(m: &Manifest, c: &Check, dir: &Path) -> Result<()> {
+    for (name, entry) in &m.files {
+        let path = dir.join(name);
+        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        c.ensure(
+            meta.len() == entry.size,
+            &format!("files.{name}.size"),
+            || {
+                format!(
+                    "recorded {} bytes, the file on disk has {} bytes",
+                    entry.size,
+                    meta.len()
+                )
+            },
+        )?;
+    }
+    Ok(())
 }
 
 fn is_plain_relative(name: &str) -> bool {

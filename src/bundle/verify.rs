@@ -1,49 +1,83 @@
-//! Full integrity check: sha256 of every file against the manifest. Separate from `Bundle::load`
-//! (which only checks sizes) because hashing reads every byte of multi-GB weights; the report says
-//! how long that took so the cost is known (CLI `verify`).
+//! Full integrity check: the manifest against its seal, then every file's existence, size and sha256
+//! against the manifest. Separate from `Bundle::load` (which only checks sizes) because hashing reads
+//! every byte of multi-GB weights; the report says how long that took so the cost is known (CLI
+//! `verify`).
 
 use std::io::Read;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::Bundle;
+use super::{Bundle, SealState};
 use crate::error::{Error, Result};
 
 /// Read size for hashing: large enough that syscalls do not dominate.
 const HASH_CHUNK_BYTES: usize = 1 << 20;
 
+/// What `verify` found for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    /// Size and sha256 as recorded.
+    Ok,
+    /// The file is not there (an interrupted copy).
+    Missing,
+    /// The file has another size than recorded (not hashed).
+    WrongSize { actual: u64 },
+    /// Same size, another sha256.
+    Mismatch { actual_sha256: String },
+    /// The file exists but cannot be read.
+    Unreadable(String),
+}
+
+impl FileState {
+    /// A short lower-case name (JSON `state`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileState::Ok => "ok",
+            FileState::Missing => "missing",
+            FileState::WrongSize { .. } => "wrong_size",
+            FileState::Mismatch { .. } => "sha256_mismatch",
+            FileState::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
 /// One file's verification.
 #[derive(Debug, Clone)]
 pub struct FileCheck {
     pub name: String,
+    /// Size the manifest records.
     pub size: u64,
     pub expected_sha256: String,
-    pub actual_sha256: String,
+    pub state: FileState,
     pub elapsed: Duration,
 }
 
 impl FileCheck {
     pub fn ok(&self) -> bool {
-        self.expected_sha256
-            .eq_ignore_ascii_case(&self.actual_sha256)
+        self.state == FileState::Ok
     }
 }
 
-/// The result of `verify`: per-file hashes and the total cost.
+/// The result of `verify`: the manifest against its seal, every file's state, and the total cost.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
+    /// sha256 of `unimed.json`: the bundle's identity.
+    pub manifest_sha256: String,
+    pub seal: SealState,
     pub files: Vec<FileCheck>,
+    /// Bytes hashed.
     pub total_bytes: u64,
     pub elapsed: Duration,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.files.iter().all(FileCheck::ok)
+        self.seal == SealState::Match && self.files.iter().all(FileCheck::ok)
     }
 
-    /// Files whose hash differs from the manifest.
+    /// Files that are not as the manifest records.
     pub fn mismatches(&self) -> impl Iterator<Item = &FileCheck> {
         self.files.iter().filter(|f| !f.ok())
     }
@@ -59,34 +93,64 @@ impl VerifyReport {
     }
 }
 
-/// Hashes every file listed in the manifest. A mismatch is reported, not returned as an error, so a
-/// caller can list every bad file at once; I/O failures are errors.
+/// Checks the manifest's seal and every file listed in the manifest: existence, size, sha256. Nothing
+/// stops the walk: an interrupted copy (the commonest corruption) gets every missing or short file
+/// named. Only a bundle whose manifest cannot be read is an error (`Bundle::load_manifest`).
 pub fn verify(bundle: &Bundle) -> Result<VerifyReport> {
     let start = Instant::now();
     let mut files = Vec::new();
     let mut total_bytes = 0;
     for (name, entry) in &bundle.manifest().files {
         let t = Instant::now();
-        let path = bundle.path(name);
-        let (actual, size) = sha256_file(&path)?;
-        total_bytes += size;
+        let state = file_state(
+            &bundle.path(name),
+            entry.size,
+            &entry.sha256,
+            &mut total_bytes,
+        );
         files.push(FileCheck {
             name: name.clone(),
-            size,
+            size: entry.size,
             expected_sha256: entry.sha256.clone(),
-            actual_sha256: actual,
+            state,
             elapsed: t.elapsed(),
         });
     }
     Ok(VerifyReport {
+        manifest_sha256: bundle.manifest_sha256().to_string(),
+        seal: bundle.seal(),
         files,
         total_bytes,
         elapsed: start.elapsed(),
     })
 }
 
+fn file_state(path: &Path, size: u64, sha256: &str, hashed: &mut u64) -> FileState {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileState::Missing,
+        Err(e) => return FileState::Unreadable(e.to_string()),
+    };
+    if meta.len() != size {
+        return FileState::WrongSize { actual: meta.len() };
+    }
+    match sha256_file(path) {
+        Ok((actual, n)) => {
+            *hashed += n;
+            if actual.eq_ignore_ascii_case(sha256) {
+                FileState::Ok
+            } else {
+                FileState::Mismatch {
+                    actual_sha256: actual,
+                }
+            }
+        }
+        Err(e) => FileState::Unreadable(e.to_string()),
+    }
+}
+
 /// Lower-case hex sha256 of a file and its size.
-pub fn sha256_file(path: &std::path::Path) -> Result<(String, u64)> {
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; HASH_CHUNK_BYTES];

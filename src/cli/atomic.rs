@@ -82,3 +82,47 @@ mod tests {
         Ok(())
     }
 }
+
+/// Fails early (before a long run) when an output file cannot be written: its folder is missing or not
+/// writable, or the path is a folder. The folder is tested by creating (and removing) a hidden file in
+/// it, which is what the atomic write will do; permission bits alone would not tell (root, ACLs, a
+/// read-only mount).
+pub fn check_writable(flag: &str, path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let problem = if !dir.is_dir() {
+        Some(format!(
+            "folder {} {}",
+            dir.display(),
+            if dir.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            }
+        ))
+    } else if path.is_dir() {
+        Some("is a folder, expected a file name".to_string())
+    } else {
+        let probe = dir.join(format!(".unimed-write-test-{}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                None
+            }
+            Err(e) => Some(format!("folder {} is not writable: {e}", dir.display())),
+        }
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(fail(
+            Exit::Output,
+            format!("{flag} {}: {p}", path.display()),
+        )),
+    }
+}

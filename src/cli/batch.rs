@@ -14,17 +14,19 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use unimed_edge::{
-    Engine, EngineOptions, GenerationParams, ImageSource, InputOptions, Integrity, Labels, Request,
-    Task,
+    Bundle, Engine, EngineOptions, GenerationParams, ImageSource, InputOptions, Integrity, Labels,
+    Request, Task,
 };
 
+use super::dicom_out::DicomOutFlag;
 use super::ep_flags::EpFlags;
 use super::exit_codes::{fail, Exit};
+use super::hash::sha256_file;
 use super::input_flags::{self, InputFlags};
 use super::model_arg::ModelArg;
 use super::output::{self, Style};
-use super::record;
-use super::results::ResultLog;
+use super::results::{BatchIdentity, ResultLog};
+use super::{load, record};
 
 const EXAMPLES: &str = "\
 Worklist (one JSON object a line; relative image paths are resolved against the worklist's folder):
@@ -32,6 +34,7 @@ Worklist (one JSON object a line; relative image paths are resolved against the 
   {\"id\": \"ct-002\", \"task\": \"rec\", \"image\": \"ct/002.dcm\", \"text\": \"liver\"}
   {\"id\": \"ct-003\", \"task\": \"reg\", \"image\": \"ct/003.dcm\", \"box\": [30, 40, 90, 120]}
   {\"id\": \"skin-1\", \"task\": \"cls\", \"image\": \"derm/1.png\", \"labels\": [\"melanoma\", \"nevus\"]}
+  {\"id\": \"ct-004\", \"task\": \"cls\", \"image\": \"ct/004.dcm\", \"label_set\": \"organsmnist\"}
 
 Examples:
   unimed batch --model models/tiny worklist.jsonl --out results.jsonl
@@ -44,7 +47,7 @@ Examples:
 pub struct BatchArgs {
     #[command(flatten)]
     model: ModelArg,
-    /// Worklist: one JSON request a line (id, task, image, text, box, labels)
+    /// Worklist: one JSON request a line (id, task, image, text, box, labels or label_set)
     #[arg(value_name = "WORKLIST.jsonl")]
     worklist: PathBuf,
     /// Results file (JSON lines); appended to, so that a rerun resumes
@@ -67,6 +70,8 @@ pub struct BatchArgs {
     /// are hashed on first load and again whenever they change (docs/RELIABILITY.md "Integrity")
     #[arg(long)]
     no_verify: bool,
+    #[command(flatten)]
+    dicom_out: DicomOutFlag,
 }
 
 /// One worklist request, parsed.
@@ -76,7 +81,7 @@ struct WorkRequest {
     image: Option<PathBuf>,
     text: Option<String>,
     bbox: Option<[f64; 4]>,
-    labels: Option<Vec<String>>,
+    labels: Option<Labels>,
 }
 
 /// One line of the worklist: its id (a placeholder `#line-N` when the line has no valid id) and the
@@ -221,15 +226,29 @@ fn parse_request(v: &Value, base: &Path) -> std::result::Result<WorkRequest, Str
             ))
         }
     };
-    let labels = match v.get("labels") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Some(
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-        ),
-        other => {
+    let labels = match (v.get("labels"), v.get("label_set")) {
+        (None | Some(Value::Null), None | Some(Value::Null)) => None,
+        (Some(Value::Array(a)), None | Some(Value::Null)) if a.iter().all(Value::is_string) => {
+            Some(Labels::Custom(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ))
+        }
+        (None | Some(Value::Null), Some(Value::String(set))) => Some(Labels::Set(set.clone())),
+        (None | Some(Value::Null), other) => {
+            return Err(format!(
+                "field \"label_set\": expected the name of one of the bundle's label sets, got {}",
+                show(other)
+            ))
+        }
+        (Some(_), Some(set)) if !set.is_null() => {
+            return Err(
+                "fields \"labels\" and \"label_set\": give one of them, not both".to_string(),
+            )
+        }
+        (other, _) => {
             return Err(format!(
                 "field \"labels\": expected a list of label strings, got {}",
                 show(other)
@@ -255,6 +274,7 @@ struct Runner {
     model: Value,
     input: InputOptions,
     max_new_tokens: Option<usize>,
+    dicom_out: DicomOutFlag,
 }
 
 impl Runner {
@@ -264,28 +284,45 @@ impl Runner {
             .as_deref()
             .map(|p| input_flags::load(p, &self.input))
             .transpose()?;
+        self.dicom_out
+            .require_dicom(req.task, req.image.as_deref(), loaded.as_ref())?;
         let mut request = Request::new(req.task);
         request.image = loaded
             .as_ref()
             .map(|l| ImageSource::Loaded(l.image.clone()));
         request.text = req.text.clone();
         request.bbox = req.bbox;
-        request.labels = req.labels.clone().map(Labels::Custom);
+        request.labels = req.labels.clone();
         request.generation = GenerationParams {
             max_new_tokens: self.max_new_tokens,
             ..GenerationParams::default()
         };
         let out = self.engine.run(&request, |_| {})?;
+        if let Some(t) = &out.truncated {
+            output::warn_truncated(Some(id), t);
+        }
         let m = self.engine.bundle().manifest();
         let generation = record::generation(&request.generation, m.generation.max_new_tokens);
-        Ok(record::result(
+        let dicom = self.dicom_out.write(
+            req.image.as_deref(),
+            loaded.as_ref(),
+            &request,
+            &out,
+            self.engine.bundle(),
+            &generation,
+        )?;
+        let mut rec = record::result(
             Some(id),
             &out,
             loaded.as_ref(),
             &self.model,
             generation,
             m.model.num_image_tokens,
-        ))
+        );
+        if let Some(d) = dicom {
+            rec["dicom_out"] = d;
+        }
+        Ok(rec)
     }
 }
 
@@ -310,7 +347,31 @@ fn progress_bar(pending: usize, quiet: bool) -> ProgressBar {
 pub fn run(args: BatchArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let items = read_worklist(&args.worklist)?;
-    let mut log = ResultLog::open(&args.out).map_err(|e| fail(Exit::Output, format!("{e:#}")))?;
+    args.dicom_out.check_dir()?;
+    if same_file(&args.worklist, &args.out) {
+        return Err(fail(
+            Exit::Output,
+            format!(
+                "--out {} is the worklist itself: results would be mixed into the requests; give another file",
+                args.out.display()
+            ),
+        ));
+    }
+    let identity = BatchIdentity {
+        bundle_sha256: Bundle::load_manifest(args.model.dir()?)?
+            .manifest_sha256()
+            .to_string(),
+        worklist_sha256: sha256_file(&args.worklist)
+            .map_err(|e| {
+                fail(
+                    Exit::Input,
+                    format!("cannot read worklist {}: {e}", args.worklist.display()),
+                )
+            })?
+            .0,
+    };
+    let mut log =
+        ResultLog::open(&args.out, identity).map_err(|e| fail(Exit::Output, format!("{e:#}")))?;
     let pending: Vec<&WorkItem> = items.iter().filter(|i| !log.is_done(&i.id)).collect();
     let already = items.len() - pending.len();
     let style = Style::stderr();
@@ -387,6 +448,15 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     Ok(Exit::Ok.into())
 }
 
+/// Whether two paths name the same existing file (links and `./` spellings included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 fn load_runner(args: &BatchArgs) -> Result<Runner> {
     let dir = args.model.dir()?;
     let mut options = EngineOptions::default();
@@ -395,13 +465,14 @@ fn load_runner(args: &BatchArgs) -> Result<Runner> {
     if args.no_verify {
         options.integrity = Integrity::Off;
     }
-    let engine = Engine::load(&dir, &options)?;
-    let model = record::model_identity(engine.bundle())?;
+    let engine = load::engine(&dir, &options)?;
+    let model = record::model_identity(engine.bundle());
     Ok(Runner {
         engine,
         model,
         input: args.input.options(),
         max_new_tokens: args.max_new_tokens,
+        dicom_out: args.dicom_out.clone(),
     })
 }
 

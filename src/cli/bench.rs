@@ -1,8 +1,10 @@
 //! `unimed bench`: per-task latency of the whole pipeline on a fixed representative request per task
 //! (`benches/requests.json`): load time (cold and warm), input decode, preprocess, vision, connector,
-//! prefill (time to first token), decode per token, end to end, tokens/s and peak RSS. A table on
-//! stdout, the same data as JSON (`--json`, schema in docs/PERFORMANCE.md) and CSV (`--csv`), and an
-//! SVG of the per-stage breakdown (`--svg`).
+//! prefill (time to first token), decode per token, end to end (mean ± sd and percentiles), tokens/s and
+//! peak RSS. `-o md|json|csv` on stdout (like llama-bench; `--json` is `-o json`), or `--out FILE` (format
+//! from the extension, `.svg` for a chart of the per-stage breakdown); schema in docs/PERFORMANCE.md.
+//! Every format carries the build, commit, ONNX Runtime version, CPU/GPU and bundle identity
+//! (`provenance.rs`).
 //!
 //! `--decoder-only` measures the decode loop alone on a prompt of token ids: the workload of the peers
 //! (onnxruntime-genai, a Python ORT loop) in scripts/compare.
@@ -13,6 +15,7 @@
 mod chart;
 mod decoder_only;
 mod memory;
+mod provenance;
 mod report;
 mod requests;
 mod stats;
@@ -22,50 +25,96 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use provenance::Provenance;
 use report::{BenchReport, LoadTimes, Memory, Settings, TaskReport};
 use requests::{parse_tasks, BenchRequests};
 use stats::ms;
 use unimed_edge::{Bundle, Engine, EngineOptions, Output, SessionOptions};
 
+use super::atomic;
 use super::ep_flags::{self, EpFlags};
+use super::exit_codes::{fail, Exit};
+use super::model_arg::ModelArg;
 
 /// Mapped files listed in the memory report (largest first).
 const RESIDENT_FILES_SHOWN: usize = 8;
 /// Images whose vision features the engine keeps when `--vision-cache` is on (the engine's default).
 const VISION_CACHE_ENTRIES: usize = 8;
+/// `--decoder-only` tokens per run unless `--max-new-tokens` says otherwise: the peers' workload
+/// (peer-measurements.md §4: 170-token prompt, 100 new tokens).
+const DECODER_ONLY_NEW_TOKENS: usize = 100;
+/// `--out -`: the report on stdout, as without `--out`.
+const STDOUT_PATH: &str = "-";
 
 const EXAMPLES: &str = "\
 Examples:
-  unimed bench --model models/bench-int4                       # all six tasks, table on stdout
-  unimed bench --model models/tiny --tasks vqa,rec --runs 3 --json bench.json --csv bench.csv --svg stages.svg
-  unimed bench --model models/bench-int4 --decoder-only --new-tokens 1000 --runs 1
+  unimed bench --model models/bench-int4                       # all six tasks, Markdown table on stdout
+  unimed bench --tasks vqa,rec --runs 3 -o csv                 # bundle from $UNIMED_MODEL (or models/tiny)
+  unimed bench --runs 3 --json | jq '.tasks[].e2e_ms.mean'
+  unimed bench --runs 3 --out bench.json --out bench.csv --out stages.svg   # one run, three files
+  unimed bench --model models/bench-int4 --decoder-only --max-new-tokens 1000 --runs 1
   scripts/compare                                              # this runtime beside genai, torch and the roofline
 JSON/CSV schema: docs/PERFORMANCE.md";
+
+/// What the report is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Markdown: provenance list, one table row per task (mean ± sd), memory.
+    Md,
+    /// One JSON object (docs/PERFORMANCE.md).
+    Json,
+    /// A header and one row per task, provenance columns in every row.
+    Csv,
+    /// A chart of the per-stage breakdown (only in `--out FILE.svg`).
+    #[value(skip)]
+    Svg,
+}
+
+impl Format {
+    /// The format a file extension names, if any.
+    fn from_extension(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "md" | "markdown" => Some(Format::Md),
+            "json" => Some(Format::Json),
+            "csv" => Some(Format::Csv),
+            "svg" => Some(Format::Svg),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Md => "md",
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Svg => "svg",
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct BenchArgs {
-    /// Bundle directory (contains unimed.json).
-    #[arg(long, short = 'm', value_name = "BUNDLE")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Tasks: `all` or a comma-separated list of qa, vqa, report, rec, reg, cls.
     #[arg(long, default_value = "all")]
     tasks: String,
-    /// Timed runs per task.
-    #[arg(long, default_value_t = 5)]
+    /// Timed runs per task (at least 1).
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     runs: usize,
     /// Untimed runs per task before the timed ones.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Tokens to generate per request (default: benches/requests.json's). Requests stop early only if
-    /// the model chooses EOS; the report shows the tokens actually generated.
-    #[arg(long)]
-    new_tokens: Option<usize>,
-    /// Tokens of the warm-up requests (default: --new-tokens); a few suffice to warm the sessions up.
-    #[arg(long)]
+    /// Tokens to generate per request (default: benches/requests.json's; --decoder-only: 100). Requests
+    /// stop early only if the model chooses EOS; the report shows the tokens actually generated.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_new_tokens: Option<usize>,
+    /// Tokens of the warm-up requests (default: --max-new-tokens); a few suffice to warm the sessions up.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     warmup_tokens: Option<usize>,
     /// Intra-op threads of ONNX Runtime (default: its own choice).
     #[arg(long)]
@@ -88,15 +137,17 @@ pub struct BenchArgs {
     image: Option<PathBuf>,
     #[command(flatten)]
     ep: EpFlags,
-    /// Write the report as JSON here.
+    /// Report format on stdout (and in --out files whose extension names none) [default: md]
+    #[arg(long, short = 'o', value_enum, value_name = "FORMAT")]
+    output: Option<Format>,
+    /// Print the report as one JSON object (the same as -o json).
+    #[arg(long, conflicts_with = "output")]
+    json: bool,
+    /// Write the report to FILE instead of stdout, atomically; repeat for several files of one run. The
+    /// extension picks the format: .md, .json, .csv, .svg (a chart of the per-stage breakdown); any other
+    /// extension gets -o's format. `-` is stdout.
     #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Write the per-task rows as CSV here.
-    #[arg(long, value_name = "FILE")]
-    csv: Option<PathBuf>,
-    /// Write an SVG chart of the per-stage breakdown here.
-    #[arg(long, value_name = "FILE")]
-    svg: Option<PathBuf>,
+    out: Vec<PathBuf>,
     /// Benchmark the decode loop alone on a prompt of token ids (see --prompt-ids, --prompt-len).
     #[arg(long)]
     decoder_only: bool,
@@ -111,6 +162,15 @@ pub struct BenchArgs {
     token_trace: Option<PathBuf>,
 }
 
+/// A count that must be at least 1 (`--runs`, token counts): clap reports the flag and this message.
+fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("expected at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("expected a whole number of at least 1 ({e})")),
+    }
+}
+
 fn progress(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     if let Ok(style) =
@@ -122,11 +182,76 @@ fn progress(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Where the report goes and as what: stdout unless `--out`, each file in the format its extension names.
+struct Destinations {
+    stdout: Option<Format>,
+    files: Vec<(PathBuf, Format)>,
+}
+
+impl Destinations {
+    /// Checks the output flags before anything is measured, so that a long run never ends in a bad flag.
+    fn of(args: &BenchArgs) -> Result<Destinations> {
+        let chosen = args.output.or(args.json.then_some(Format::Json));
+        let default = chosen.unwrap_or(Format::Md);
+        let mut d = Destinations {
+            stdout: args.out.is_empty().then_some(default),
+            files: Vec::new(),
+        };
+        for path in &args.out {
+            if path.as_os_str() == STDOUT_PATH {
+                d.stdout = Some(default);
+                continue;
+            }
+            let format = match (Format::from_extension(path), chosen) {
+                (Some(ext), Some(flag)) if ext != flag => {
+                    return Err(fail(
+                        Exit::Usage,
+                        format!(
+                            "--out {}: the extension says {}, but -o/--json says {}; drop one or rename the file",
+                            path.display(),
+                            ext.name(),
+                            flag.name()
+                        ),
+                    ))
+                }
+                (Some(ext), _) => ext,
+                (None, _) => default,
+            };
+            if format == Format::Svg && args.decoder_only {
+                return Err(fail(
+                    Exit::Usage,
+                    format!(
+                        "--out {}: the SVG chart shows the stages of the full pipeline, which --decoder-only \
+                         does not run (expected .md, .json or .csv)",
+                        path.display()
+                    ),
+                ));
+            }
+            atomic::check_writable("--out", path)?;
+            d.files.push((path.clone(), format));
+        }
+        Ok(d)
     }
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+
+    /// Writes the report: `render` turns it into text in the given format.
+    fn write(&self, render: impl Fn(Format) -> Result<String>) -> Result<()> {
+        if let Some(format) = self.stdout {
+            print!("{}", render(format)?);
+        }
+        for (path, format) in &self.files {
+            atomic::write_bytes(path, render(*format)?.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// The compiled-in request image is written to a folder of its own, removed however the run ends.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -137,16 +262,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         ..SessionOptions::default()
     };
     args.ep.apply(&mut session)?;
-    if args.runs == 0 {
-        anyhow::bail!("--runs must be at least 1");
-    }
+    let destinations = Destinations::of(&args)?;
+    let model = args.model.dir()?;
     if args.decoder_only {
-        return run_decoder_only(&args, session);
+        return run_decoder_only(&args, &model, session, &destinations);
     }
-    let work = std::env::temp_dir().join(format!("unimed-bench-{}", std::process::id()));
-    let requests = BenchRequests::load(args.image.as_deref(), &work)?;
-    let tasks = parse_tasks(&args.tasks)?;
-    let new_tokens = args.new_tokens.unwrap_or(requests.default_new_tokens());
+    let work = WorkDir(std::env::temp_dir().join(format!("unimed-bench-{}", std::process::id())));
+    let requests = BenchRequests::load(args.image.as_deref(), &work.0)?;
+    let tasks = parse_tasks(&args.tasks).map_err(|e| fail(Exit::Usage, format!("{e:#}")))?;
+    let new_tokens = args.max_new_tokens.unwrap_or(requests.default_new_tokens());
     let options = EngineOptions {
         session,
         vision_cache_size: if args.vision_cache {
@@ -157,8 +281,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         ..EngineOptions::default()
     };
 
-    let bundle =
-        Bundle::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    let bundle = Bundle::load(&model).with_context(|| format!("loading {}", model.display()))?;
     let manifest = bundle.manifest().clone();
     let evicted = args.cold
         && manifest
@@ -166,13 +289,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             .keys()
             .all(|f| memory::evict_from_page_cache(&bundle.path(f)));
     let t = Instant::now();
-    let engine = Engine::load(&args.model, &options)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let engine =
+        Engine::load(&model, &options).with_context(|| format!("loading {}", model.display()))?;
     let cold = t.elapsed();
     let peak_after_load = memory::rss().peak_bytes;
     drop(engine);
     let t = Instant::now();
-    let mut engine = Engine::load(&args.model, &options)?;
+    let mut engine = Engine::load(&model, &options)?;
     let warm = t.elapsed();
 
     let rounds = args.warmup + args.runs;
@@ -244,8 +367,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let rss = memory::rss();
     let report = BenchReport {
         schema: report::SCHEMA,
-        bundle: args.model.display().to_string(),
+        bundle: model.display().to_string(),
         decoder_precision: manifest.graphs.decoder.precision.clone(),
+        provenance: Provenance::collect(&bundle, &options.session),
         settings: Settings {
             runs: args.runs,
             warmup: args.warmup,
@@ -281,22 +405,34 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         },
         tasks: task_reports,
     };
-    print!("{}", report::table(&report));
-    if let Some(path) = &args.json {
-        write_file(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
-    }
-    if let Some(path) = &args.csv {
-        write_file(path, &report::csv(&report))?;
-    }
-    if let Some(path) = &args.svg {
-        write_file(path, &chart::svg(&report))?;
-    }
-    let _ = std::fs::remove_dir_all(&work);
+    destinations.write(|format| {
+        Ok(match format {
+            Format::Md => report::markdown(&report),
+            Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+            Format::Csv => report::csv(&report),
+            Format::Svg => chart::svg(&report),
+        })
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_decoder_only(args: &BenchArgs, session: SessionOptions) -> Result<ExitCode> {
-    let new_tokens = args.new_tokens.unwrap_or(100);
+fn run_decoder_only(
+    args: &BenchArgs,
+    model: &Path,
+    session: SessionOptions,
+    destinations: &Destinations,
+) -> Result<ExitCode> {
+    let new_tokens = args.max_new_tokens.unwrap_or(DECODER_ONLY_NEW_TOKENS);
+    if new_tokens < decoder_only::MIN_NEW_TOKENS {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "--max-new-tokens {new_tokens}: --decoder-only needs at least {} (one prefill token and one \
+                 decode step)",
+                decoder_only::MIN_NEW_TOKENS
+            ),
+        ));
+    }
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(format!(
         "decoder-only: {} + {} runs of {new_tokens} tokens",
@@ -304,7 +440,7 @@ fn run_decoder_only(args: &BenchArgs, session: SessionOptions) -> Result<ExitCod
     ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = decoder_only::run(&decoder_only::DecoderBench {
-        model: &args.model,
+        model,
         session,
         prompt_ids: args.prompt_ids.clone(),
         prompt_len: args.prompt_len,
@@ -314,27 +450,15 @@ fn run_decoder_only(args: &BenchArgs, session: SessionOptions) -> Result<ExitCod
         token_trace: args.token_trace.clone(),
     })?;
     spinner.finish_and_clear();
-    let f = |s: Option<stats::Summary>, p: fn(&stats::Summary) -> f64| {
-        s.map(|v| format!("{:.2}", p(&v))).unwrap_or_default()
-    };
-    println!(
-        "{}: prompt {} + {} tokens, load {:.0} ms, TTFT p50 {} ms, decode mean {} / p50 {} / p90 {} ms per token \
-         ({:.1} tokens/s), e2e p50 {} ms, peak RSS {:.0} MiB, tokens {}",
-        report.contender,
-        report.prompt_len,
-        report.new_tokens,
-        report.load_ms,
-        f(report.ttft_ms, |v| v.p50),
-        f(report.decode_ms, |v| v.mean),
-        f(report.decode_ms, |v| v.p50),
-        f(report.decode_ms, |v| v.p90),
-        report.decode_tokens_per_s.unwrap_or(0.0),
-        f(report.e2e_ms, |v| v.p50),
-        report.peak_rss_bytes.unwrap_or(0) as f64 / 1048576.0,
-        report.tokens_sha256,
-    );
-    if let Some(path) = &args.json {
-        write_file(path, &(serde_json::to_string(&report)? + "\n"))?;
-    }
+    destinations.write(|format| {
+        Ok(match format {
+            Format::Md => report.markdown(),
+            // One line: scripts/compare and the Python peers read it as such.
+            Format::Json => serde_json::to_string(&report)? + "\n",
+            Format::Csv => report.csv(),
+            // Refused in Destinations::of.
+            Format::Svg => String::new(),
+        })
+    })?;
     Ok(ExitCode::SUCCESS)
 }

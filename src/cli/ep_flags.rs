@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
 use unimed_edge::graphs::providers::{self, parse_size, EpSpec, ProviderConfig};
@@ -82,7 +82,8 @@ impl EpFlags {
 
     /// Puts the provider choice into `session`.
     pub fn apply(&self, session: &mut SessionOptions) -> Result<()> {
-        let cfg = self.config().context("execution provider options")?;
+        // Each error names its flag (--ep, --ep-config …): no extra context line.
+        let cfg = self.config()?;
         if let Some(default) = cfg.ep.default {
             session.provider = default;
         }

@@ -80,7 +80,7 @@ fn available_providers() -> Result<Vec<String>> {
 
 /// The version in the library's file name (`libonnxruntime.so.1.31.1` → `1.31.1`): the C API's
 /// version string is not exposed by `ort`, and the build-info string does not carry it.
-fn library_version(library: &std::path::Path) -> Option<String> {
+pub(super) fn library_version(library: &std::path::Path) -> Option<String> {
     let name = library.file_name()?.to_str()?;
     let version = name.split_once(".so.")?.1;
     version
@@ -100,6 +100,8 @@ fn collect(bundle: &Bundle, ep: &EpFlags) -> Result<Value> {
         ..SessionOptions::default()
     };
     ep.apply(&mut options)?;
+    // As `run` does: a provider the bundle was not exported for is refused before any session exists.
+    let mut options = providers::for_bundle(bundle, &options)?;
     if options.provider != unimed_edge::ExecutionProvider::Cpu
         || !options.providers.ep.per_graph.is_empty()
     {
@@ -134,7 +136,8 @@ fn collect(bundle: &Bundle, ep: &EpFlags) -> Result<Value> {
     Ok(json!({
         "bundle": {
             "dir": bundle.dir(),
-            "identity": record::model_identity(bundle)?,
+            "identity": record::model_identity(bundle),
+            "target": bundle.target(),
             "total_size": total,
             "model": m.model,
             "tasks": m.tasks.keys().collect::<Vec<_>>(),
@@ -164,11 +167,20 @@ fn print_text(info: &Value) {
         b["dir"].as_str().unwrap_or_default()
     );
     println!(
-        "  format version {}, manifest sha256 {}",
+        "  format version {}, identity (manifest sha256) {} ({})",
         b["identity"]["format_version"],
         b["identity"]["manifest_sha256"]
             .as_str()
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if b["identity"]["sealed"] == json!(true) {
+            "matches its seal"
+        } else {
+            "NOT matching its seal unimed.json.sha256: run `unimed verify`"
+        }
+    );
+    println!(
+        "  target {} (the execution provider it was exported for)",
+        b["target"].as_str().unwrap_or("cpu")
     );
     println!(
         "  total size {}",

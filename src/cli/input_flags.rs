@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
-use unimed_edge::input::{Window, WindowPreset};
+use unimed_edge::input::{option_notes, Window, WindowPreset};
 use unimed_edge::{load_image, InputOptions, LoadedImage};
 
 use super::exit_codes::{fail, Exit};
 use super::hash::sha256_file;
+use super::output::warn;
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct InputFlags {
@@ -60,7 +61,7 @@ pub struct LoadedInput {
     pub decode: Duration,
 }
 
-/// Hashes and decodes `path`.
+/// Hashes and decodes `path`; options that had no effect on it (a window on a PNG, …) are warned about.
 pub fn load(path: &Path, options: &InputOptions) -> Result<LoadedInput> {
     let start = Instant::now();
     let (sha256, bytes) = sha256_file(path).map_err(|e| {
@@ -70,6 +71,9 @@ pub fn load(path: &Path, options: &InputOptions) -> Result<LoadedInput> {
         )
     })?;
     let image = load_image(path, options)?;
+    for note in option_notes(&image, options) {
+        warn(&format!("{}: {note}", path.display()));
+    }
     Ok(LoadedInput {
         image,
         sha256,

@@ -4,12 +4,14 @@
 mod atomic;
 mod batch;
 mod bench;
+mod dicom_out;
 mod draw;
 mod ep_flags;
 pub mod exit_codes;
 mod hash;
 mod info;
 mod input_flags;
+mod load;
 mod model_arg;
 pub mod output;
 mod record;
@@ -20,6 +22,9 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// How clap starts an error message; `unimed: error: ` replaces it.
+const CLAP_ERROR_PREFIX: &str = "error: ";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -62,7 +67,23 @@ enum Command {
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed.
+        Err(e) if !e.use_stderr() => {
+            e.print()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // One prefix for every error (`unimed: error:`, printed by main), clap's included.
+        Err(e) => {
+            let text = e.render().to_string();
+            let text = text.trim_end();
+            return Err(exit_codes::fail(
+                exit_codes::Exit::Usage,
+                text.strip_prefix(CLAP_ERROR_PREFIX).unwrap_or(text),
+            ));
+        }
+    };
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),

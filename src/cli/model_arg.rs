@@ -1,6 +1,7 @@
 //! `--model DIR`, shared by every subcommand that opens a bundle. Default: `$UNIMED_MODEL`, then the bundle
 //! that `scripts/setup` builds (`models/tiny`), looked for in the current directory and its parents, then
-//! beside the executable and its parents (so `target/release/unimed` finds the checkout's bundle).
+//! beside the executable and its parents (so `target/release/unimed` finds the checkout's bundle). Using that
+//! fallback is said on stderr every time.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::exit_codes::{fail, Exit};
+use super::output::warn;
 
 /// Environment variable naming the default bundle.
 pub const MODEL_ENV: &str = "UNIMED_MODEL";
@@ -37,6 +39,11 @@ impl ModelArg {
         for root in roots {
             let candidate = root.join(SETUP_BUNDLE);
             if candidate.join(MANIFEST).is_file() {
+                // Stated, never silent: the answer comes from whatever bundle this finds.
+                warn(&format!(
+                    "no --model and no {MODEL_ENV}: using {} (the default bundle scripts/setup builds)",
+                    candidate.display()
+                ));
                 return Ok(candidate);
             }
         }

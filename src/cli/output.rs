@@ -88,6 +88,17 @@ pub fn warn(message: &str) {
     eprintln!("unimed: {} {message}", s.warn("warning:"));
 }
 
+/// Says that a request's text was cut to the prompt rule's word limit (the answer is to the shorter
+/// question). Names the batch id, never the text (it may carry patient details).
+pub fn warn_truncated(id: Option<&str>, t: &unimed_edge::text::prompt::Truncation) {
+    let whose = id.map_or(String::new(), |id| format!("request {id}: "));
+    warn(&format!(
+        "{whose}the text has {} words; the prompt rule keeps the first {}, so the model answered the shortened \
+         text (the record's \"instruction\" shows it)",
+        t.words_given, t.words_kept
+    ));
+}
+
 /// Byte counts the way people read them (1000-based, as `ls -lh --si` and disk vendors).
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];

@@ -5,32 +5,29 @@
 //! image-description attributes of a DICOM (size, frame, photometric interpretation, transfer syntax,
 //! window): the input stage never reads patient-identifying attributes, so none can reach a record.
 
-use anyhow::Result;
 use serde_json::{json, Value};
+use unimed_edge::bundle::SealState;
 use unimed_edge::input::{SourceKind, WindowSource};
 use unimed_edge::{Bundle, GenerationParams, Output, Sampling};
 
-use super::exit_codes::{classify, fail, Exit};
-use super::hash::sha256_file;
+use super::exit_codes::classify;
 use super::input_flags::LoadedInput;
 
 /// Version tag of the record layout.
 pub const SCHEMA: &str = "unimed-result/1";
 
 /// The bundle's identity: the sha256 of its manifest, which lists the size and sha256 of every other file
-/// of the bundle, so one hash pins all weights.
-pub fn model_identity(bundle: &Bundle) -> Result<Value> {
-    let path = bundle.manifest_path();
-    let (sha256, _) = sha256_file(&path)
-        .map_err(|e| fail(Exit::Model, format!("cannot read {}: {e}", path.display())))?;
+/// of the bundle, so one hash pins all weights; `sealed` says whether the manifest matches its seal.
+pub fn model_identity(bundle: &Bundle) -> Value {
     let m = bundle.manifest();
-    Ok(json!({
-        "manifest_sha256": sha256,
+    json!({
+        "manifest_sha256": bundle.manifest_sha256(),
+        "sealed": bundle.seal() == SealState::Match,
         "format_version": m.format_version,
         "decoder_precision": m.graphs.decoder.precision,
         "exporter_version": m.provenance.exporter_version,
         "synthetic": m.provenance.synthetic.is_some(),
-    }))
+    })
 }
 
 /// The generation settings that applied (the bundle's default `max_new_tokens` filled in).
@@ -118,6 +115,8 @@ pub fn result(
         "instruction": out.instruction,
         "prompt_tokens": out.prompt.len(num_image_tokens),
         "image_size": out.image_size.map(|(w, h)| [w, h]),
+        "truncated": out.truncated.is_some(),
+        "words": out.truncated.map(|t| json!({"given": t.words_given, "kept": t.words_kept})),
         "input": loaded.map(input),
         "model": model,
         "generation": generation,

@@ -14,9 +14,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// What a results file belongs to: every record carries it (`batch` field), so that a rerun with another
+/// bundle or another worklist cannot mix its answers into the same file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchIdentity {
+    /// The bundle's identity (sha256 of its manifest).
+    pub bundle_sha256: String,
+    /// sha256 of the worklist file's bytes.
+    pub worklist_sha256: String,
+}
+
+impl BatchIdentity {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({"bundle_sha256": self.bundle_sha256, "worklist_sha256": self.worklist_sha256})
+    }
+}
+
 pub struct ResultLog {
     path: PathBuf,
     file: File,
+    identity: BatchIdentity,
     done: HashSet<String>,
     /// Ids whose record is an error record (an `error` field that is not null).
     failed: HashSet<String>,
@@ -28,8 +45,9 @@ fn is_error_record(record: &serde_json::Value) -> bool {
 }
 
 impl ResultLog {
-    /// Opens (or creates) the results file and reads the ids already done.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens (or creates) the results file and reads the ids already done. Every complete record must
+    /// have been written for `identity` (the same bundle and worklist).
+    pub fn open(path: &Path, identity: BatchIdentity) -> Result<Self> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -53,7 +71,23 @@ impl ResultLog {
             let id = record
                 .as_ref()
                 .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
-            match id {
+            let batch = record.as_ref().and_then(|v| v.get("batch"));
+            if let (Some(_), Some(batch)) = (&id, batch) {
+                if *batch != identity.json() {
+                    bail!(
+                        "results file {} line {} was written for bundle {} and worklist sha256 {}; this run has \
+                         bundle {} and worklist sha256 {}: refusing to mix results of different runs (give a new \
+                         --out file, or delete this one to start over)",
+                        path.display(),
+                        number + 1,
+                        batch["bundle_sha256"].as_str().unwrap_or("?"),
+                        batch["worklist_sha256"].as_str().unwrap_or("?"),
+                        identity.bundle_sha256,
+                        identity.worklist_sha256
+                    );
+                }
+            }
+            match id.filter(|_| batch.is_some()) {
                 Some(id) => {
                     if record.as_ref().is_some_and(is_error_record) {
                         failed.insert(id.clone());
@@ -61,8 +95,8 @@ impl ResultLog {
                     done.insert(id);
                 }
                 None => bail!(
-                    "results file {} line {}: expected a JSON object with a string \"id\" \
-                     (a file written by `unimed batch`); refusing to append to it",
+                    "results file {} line {}: expected a JSON object with a string \"id\" and a \"batch\" \
+                     field (a file written by `unimed batch`); refusing to append to it",
                     path.display(),
                     number + 1
                 ),
@@ -77,6 +111,7 @@ impl ResultLog {
         Ok(Self {
             path: path.to_owned(),
             file,
+            identity,
             done,
             failed,
         })
@@ -98,7 +133,9 @@ impl ResultLog {
 
     /// Appends one result as a single line and makes it durable before returning.
     pub fn append(&mut self, id: &str, record: &serde_json::Value) -> Result<()> {
-        let mut line = serde_json::to_vec(record).context("cannot serialise a result record")?;
+        let mut record = record.clone();
+        record["batch"] = self.identity.json();
+        let mut line = serde_json::to_vec(&record).context("cannot serialise a result record")?;
         line.push(b'\n');
         let before = self.file.metadata().map(|m| m.len());
         let written = self
@@ -119,7 +156,7 @@ impl ResultLog {
             )
         })?;
         self.done.insert(id.to_owned());
-        if is_error_record(record) {
+        if is_error_record(&record) {
             self.failed.insert(id.to_owned());
         }
         Ok(())
@@ -131,6 +168,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn identity(bundle: &str) -> BatchIdentity {
+        BatchIdentity {
+            bundle_sha256: bundle.into(),
+            worklist_sha256: "w".into(),
+        }
+    }
+
     fn temp_path(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("unimed-results-{}-{name}", std::process::id()));
@@ -141,16 +185,20 @@ mod tests {
     #[test]
     fn resumes_and_drops_a_torn_tail() -> Result<()> {
         let path = temp_path("torn");
-        std::fs::write(&path, b"{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"te")?;
-        let mut log = ResultLog::open(&path)?;
+        let batch = r#""batch":{"bundle_sha256":"m","worklist_sha256":"w"}"#;
+        std::fs::write(
+            &path,
+            format!("{{\"id\":\"a\",{batch}}}\n{{\"id\":\"b\",\"te"),
+        )?;
+        let mut log = ResultLog::open(&path, identity("m"))?;
         assert!(log.is_done("a"));
         assert!(!log.is_done("b"));
         assert!(!log.is_failed("a"));
-        log.append("b", &json!({"id": "b", "text": "y"}))?;
+        log.append("b", &json!({"id": "b"}))?;
         let text = std::fs::read_to_string(&path)?;
         assert_eq!(
             text,
-            "{\"id\":\"a\",\"text\":\"x\"}\n{\"id\":\"b\",\"text\":\"y\"}\n"
+            format!("{{\"id\":\"a\",{batch}}}\n{{{batch},\"id\":\"b\"}}\n")
         );
         std::fs::remove_file(&path)?;
         Ok(())
@@ -159,7 +207,7 @@ mod tests {
     #[test]
     fn error_records_are_remembered_across_opens() -> Result<()> {
         let path = temp_path("failed");
-        let mut log = ResultLog::open(&path)?;
+        let mut log = ResultLog::open(&path, identity("m"))?;
         log.append("a", &json!({"id": "a", "text": "x"}))?;
         log.append(
             "b",
@@ -167,7 +215,7 @@ mod tests {
         )?;
         assert!(log.is_failed("b") && !log.is_failed("a"));
         drop(log);
-        let log = ResultLog::open(&path)?;
+        let log = ResultLog::open(&path, identity("m"))?;
         assert!(log.is_done("a") && log.is_done("b"));
         assert!(log.is_failed("b") && !log.is_failed("a"));
         std::fs::remove_file(&path)?;
@@ -177,14 +225,40 @@ mod tests {
     #[test]
     fn refuses_a_foreign_file() -> Result<()> {
         let path = temp_path("foreign");
-        std::fs::write(&path, b"hello world\n")?;
-        let err = ResultLog::open(&path)
+        // Not JSON, a worklist line (no `batch`), results of another bundle: all refused, none touched.
+        for (tag, content) in [
+            ("text", "hello world\n".to_string()),
+            (
+                "worklist",
+                "{\"id\":\"a\",\"task\":\"qa\",\"text\":\"q\"}\n".to_string(),
+            ),
+        ] {
+            std::fs::write(&path, &content)?;
+            let err = ResultLog::open(&path, identity("m"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("line 1"), "{tag}: {err}");
+            assert_eq!(std::fs::read_to_string(&path)?, content, "{tag}");
+        }
+        let mut log = ResultLog::open(&path_fresh(&path)?, identity("m"))?;
+        log.append("a", &json!({"id": "a"}))?;
+        drop(log);
+        let err = ResultLog::open(&path, identity("other"))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("line 1"), "{err}");
-        assert_eq!(std::fs::read(&path)?, b"hello world\n");
+        assert!(
+            err.contains("written for bundle m") && err.contains("bundle other"),
+            "{err}"
+        );
         std::fs::remove_file(&path)?;
         Ok(())
+    }
+
+    /// Empties `path` and returns it.
+    fn path_fresh(path: &Path) -> Result<PathBuf> {
+        std::fs::write(path, b"")?;
+        Ok(path.to_path_buf())
     }
 }

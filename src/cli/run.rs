@@ -4,22 +4,24 @@
 //! REC/REG box; both appear whole or not at all (atomic.rs).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use unimed_edge::text::prompt::check_box;
 use unimed_edge::{
-    Engine, EngineOptions, GenerationParams, ImageSource, Integrity, Labels, Output, Request,
-    RunOptions, Sampling, SamplingParams, Task,
+    EngineOptions, GenerationParams, ImageSource, Integrity, Labels, Output, Request, RunOptions,
+    Sampling, SamplingParams, Task,
 };
 
+use super::dicom_out::{self, DicomOutFlag};
 use super::ep_flags::{self, EpFlags};
 use super::exit_codes::{fail, Exit};
 use super::input_flags::{self, InputFlags};
 use super::model_arg::ModelArg;
-use super::{atomic, draw, output, record};
+use super::{atomic, draw, load, output, record};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -38,14 +40,14 @@ Examples:
 pub struct RunArgs {
     #[command(flatten)]
     model: ModelArg,
-    /// Task: qa, vqa, report, rec, reg or cls.
-    #[arg(long, short = 't')]
+    /// Task
+    #[arg(long, short = 't', value_parser = clap::builder::PossibleValuesParser::new(Task::ALL.map(Task::name)))]
     task: String,
     /// Image file (PNG, JPEG, TIFF, BMP or DICOM).
     #[arg(long, short = 'i')]
     image: Option<PathBuf>,
     /// Box x1,y1,x2,y2 in pixels of the original image (reg).
-    #[arg(long = "box", value_name = "X1,Y1,X2,Y2")]
+    #[arg(long = "box", value_name = "X1,Y1,X2,Y2", allow_hyphen_values = true)]
     bbox: Option<String>,
     /// Classification: a label set of the bundle (e.g. dermamnist).
     #[arg(long, conflicts_with = "labels")]
@@ -93,37 +95,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "PNG")]
     draw: Option<PathBuf>,
     #[command(flatten)]
+    dicom_out: DicomOutFlag,
+    #[command(flatten)]
     input: InputFlags,
     /// Write intermediate tensors (.npy) to this directory.
     #[arg(long, value_name = "DIR")]
     dump_tensors: Option<PathBuf>,
     /// The question, object name or other text of the request.
     text: Option<String>,
-}
-
-/// Fails early (before a long run) when an output file's folder does not exist.
-fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if dir.is_dir() {
-        Ok(())
-    } else {
-        let problem = if dir.exists() {
-            "is not a folder"
-        } else {
-            "does not exist"
-        };
-        Err(fail(
-            Exit::Output,
-            format!(
-                "{flag} {}: folder {} {problem}",
-                path.display(),
-                dir.display()
-            ),
-        ))
-    }
 }
 
 fn parse_box(s: &str) -> Result<[f64; 4]> {
@@ -169,15 +148,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     for (flag, path) in [("--out", &args.out), ("--draw", &args.draw)] {
         if let Some(p) = path {
-            check_output_dir(flag, p)?;
+            atomic::check_writable(flag, p)?;
         }
     }
     if args.draw.is_some() && args.image.is_none() {
         return Err(fail(Exit::Usage, "--draw needs an image (--image PATH)"));
     }
+    args.dicom_out.check_dir()?;
     let model_dir = args.model.dir()?;
-    let mut engine = Engine::load(&model_dir, &options)
-        .with_context(|| format!("loading {}", model_dir.display()))?;
+    let mut engine = load::engine(&model_dir, &options)?;
 
     let mut request = Request::new(task);
     let loaded = args
@@ -185,6 +164,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|p| input_flags::load(p, &args.input.options()))
         .transpose()?;
+    args.dicom_out
+        .require_dicom(task, args.image.as_deref(), loaded.as_ref())?;
     request.image = loaded
         .as_ref()
         .map(|l| ImageSource::Loaded(l.image.clone()));
@@ -195,6 +176,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .map(parse_box)
         .transpose()
         .map_err(|e| fail(Exit::Usage, format!("{e:#}")))?;
+    if let (Some(b), Some(l), Some(flag)) = (request.bbox, &loaded, &args.bbox) {
+        // Before any graph runs, and named as the flag the user typed.
+        check_box(b, l.image.rgb.dimensions())
+            .map_err(|e| fail(Exit::Usage, format!("--box {flag}: {e}")))?;
+    }
     request.labels = match (&args.label_set, &args.labels) {
         (Some(set), _) => Some(Labels::Set(set.clone())),
         (None, Some(list)) => Some(Labels::Custom(list.clone())),
@@ -221,6 +207,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         let _ = writeln!(lock);
         out
     };
+    if let Some(t) = &out.truncated {
+        output::warn_truncated(None, t);
+    }
     if let (Some(path), Some(l)) = (&args.draw, &loaded) {
         let bbox = if task == Task::Reg {
             request.bbox
@@ -235,10 +224,22 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         draw::write(path, &l.image.rgb, bbox)?;
     }
+    let dicom = {
+        let m = engine.bundle().manifest();
+        let generation = record::generation(&request.generation, m.generation.max_new_tokens);
+        args.dicom_out.write(
+            args.image.as_deref(),
+            loaded.as_ref(),
+            &request,
+            &out,
+            engine.bundle(),
+            &generation,
+        )?
+    };
     let result = if args.json {
         let m = engine.bundle().manifest();
         let generation = record::generation(&request.generation, m.generation.max_new_tokens);
-        let model = record::model_identity(engine.bundle())?;
+        let model = record::model_identity(engine.bundle());
         let mut rec = record::result(
             None,
             &out,
@@ -248,6 +249,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             m.model.num_image_tokens,
         );
         rec["providers"] = ep_flags::placements_json();
+        if let Some(d) = &dicom {
+            rec["dicom_out"] = d.clone();
+        }
         if let Some(cache) = engine.kv_cache() {
             // `cuda:0` when the cache stayed on the device for the whole generation.
             rec["providers"]["decoder"]["kv_cache"] = serde_json::json!(cache.memory());
@@ -262,6 +266,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         _ => {}
     }
     if !args.json {
+        if let Some(d) = &dicom {
+            dicom_out::report(d);
+        }
         if let Some(b) = out.bbox {
             eprintln!("box: [{:.1}, {:.1}, {:.1}, {:.1}]", b[0], b[1], b[2], b[3]);
         }
@@ -269,12 +276,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             eprintln!("label: {l}");
         }
         let t = out.timings.to_ms();
+        // A one-token answer has no decode step: say so rather than print a 0.00 ms/token.
+        let decode = t
+            .decode_ms_per_token_mean
+            .map_or("no decode step".to_string(), |ms| {
+                format!("decode {ms:.2} ms/token")
+            });
         eprintln!(
-            "{} tokens ({}), ttft {:.1} ms, decode {:.2} ms/token",
+            "{} tokens ({}), ttft {:.1} ms, {decode}",
             out.tokens.len(),
             out.stop_reason.name(),
             t.ttft_ms,
-            t.decode_ms_per_token_mean.unwrap_or(0.0)
         );
     }
     Ok(ExitCode::SUCCESS)

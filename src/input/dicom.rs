@@ -152,6 +152,43 @@ fn open(path: &Path, framing: Framing) -> Result<DefaultDicomObject, InputError>
         })
 }
 
+/// Opens a DICOM file again for the DICOM output stage (src/output/), up to its Pixel Data, with the
+/// same recognition and length checks as `load`. It returns the parsed header only: the output stage
+/// reads the source's identifying modules from it at write time, and nothing here looks at them.
+pub(crate) fn open_header(path: &Path) -> Result<DefaultDicomObject, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = Vec::with_capacity(DICM_OFFSET + DICM_MAGIC.len());
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(io)?,
+            (DICM_OFFSET + DICM_MAGIC.len()) as u64,
+        ),
+        &mut head,
+    )
+    .map_err(io)?;
+    let framing = sniff(&head).ok_or_else(|| InputError::UnknownFormat {
+        path: path.to_path_buf(),
+        detected: "a file without the DICOM magic (the DICOM output needs a DICOM source)"
+            .to_string(),
+    })?;
+    let preamble = match framing {
+        Framing::Preamble => ReadPreamble::Always,
+        Framing::NoPreamble => ReadPreamble::Never,
+    };
+    super::dicom_prewalk::check(path, framing)?;
+    OpenFileOptions::new()
+        .read_preamble(preamble)
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| InputError::DicomParse {
+            path: path.to_path_buf(),
+            message: error_chain(&e),
+        })
+}
+
 /// Decodes one frame of a DICOM file into RGB.
 pub(crate) fn load(
     path: &Path,

@@ -6,7 +6,7 @@ use std::path::Path;
 use image::RgbImage;
 
 use super::error::InputError;
-use super::window::{minmax_to_u8, voi_to_u8, VoiFunction, Window, WindowSource};
+use super::window::{minmax_to_u8, voi_to_u8, VoiFunction, Window, WindowSource, MIN_LINEAR_WIDTH};
 use super::InputOptions;
 
 const U8_MAX: f64 = u8::MAX as f64;
@@ -70,7 +70,7 @@ pub(crate) fn gray(
         Some((win, source, function)) => {
             // LINEAR divides by (width - 1), the others by width (PS3.3 C.11.2.1.2).
             let min_width = if function == VoiFunction::Linear {
-                1.0
+                MIN_LINEAR_WIDTH
             } else {
                 f64::MIN_POSITIVE
             };

@@ -17,6 +17,7 @@ mod dicom_render;
 mod error;
 mod image;
 mod jpeg;
+mod notes;
 pub mod preprocess;
 mod window;
 
@@ -24,9 +25,11 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
+pub(crate) use self::dicom::open_header as open_dicom_header;
 pub use self::dicom::DicomInfo;
 pub use self::error::InputError;
 pub use self::image::RasterFormat;
+pub use self::notes::option_notes;
 pub use self::window::{VoiFunction, Window, WindowPreset, WindowSource};
 
 /// Pillow's `DecompressionBombError` threshold (2 × `Image.MAX_IMAGE_PIXELS` = 2 × 89,478,485):

@@ -9,6 +9,9 @@ use std::str::FromStr;
 /// Largest 8-bit output value of the VOI LUT (`y_max` in PS3.3 C.11.2.1.2; `y_min` is 0).
 const Y_MAX: f64 = u8::MAX as f64;
 
+/// Smallest width of a LINEAR window: its formula divides by (width - 1) (PS3.3 C.11.2.1.2).
+pub(crate) const MIN_LINEAR_WIDTH: f64 = 1.0;
+
 /// A VOI window in modality units (for CT: Hounsfield units).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {
@@ -35,7 +38,14 @@ impl FromStr for Window {
                 .parse::<f64>()
                 .map_err(|e| format!("window {s:?}: {what} {part:?} is not a number ({e})"))
         };
-        Ok(Self::new(parse(c, "center")?, parse(w, "width")?))
+        let (center, width) = (parse(c, "center")?, parse(w, "width")?);
+        // An explicit window is LINEAR: checked here so that a bad flag is a usage error before any decoding.
+        if !(center.is_finite() && width.is_finite() && width >= MIN_LINEAR_WIDTH) {
+            return Err(format!(
+                "window {s:?}: the width must be at least {MIN_LINEAR_WIDTH} and both numbers finite"
+            ));
+        }
+        Ok(Self::new(center, width))
     }
 }
 

@@ -57,6 +57,27 @@ pub fn clean_text(text: &str, max_words: usize) -> String {
     }
 }
 
+/// User text longer than the prompt rule's word limit: the model is asked the first `words_kept` words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncation {
+    pub words_given: usize,
+    pub words_kept: usize,
+}
+
+/// Whether `clean_text(text, max_words)` cuts words off, and how many it keeps.
+pub fn truncation(text: &str, max_words: usize) -> Option<Truncation> {
+    let collapsed = collapse_whitespace(text);
+    let words_given = collapsed
+        .trim_end_matches('\n')
+        .trim_matches(' ')
+        .split(' ')
+        .count();
+    (words_given > max_words).then_some(Truncation {
+        words_given,
+        words_kept: max_words,
+    })
+}
+
 /// `re.sub(r"\s{2,}", " ", text)`.
 fn collapse_whitespace(text: &str) -> String {
     let mut collapsed = String::with_capacity(text.len());
@@ -89,14 +110,8 @@ fn flush_run(out: &mut String, run: &mut String) {
     run.clear();
 }
 
-/// The reference's box text: `int(x1/W*scale)`, ... (f64 division then multiplication, truncation
-/// toward zero), formatted with `box_format`'s four `%d`.
-pub fn box_text(
-    bbox: [f64; 4],
-    size: (u32, u32),
-    box_format: &str,
-    box_scale: u32,
-) -> Result<String> {
+/// A box must lie inside the image it refers to, corners in order: `0 <= x1 < x2 <= width`, likewise y.
+pub fn check_box(bbox: [f64; 4], size: (u32, u32)) -> Result<()> {
     let (w, h) = (f64::from(size.0), f64::from(size.1));
     if w <= 0.0 || h <= 0.0 {
         return Err(Error::Request(format!(
@@ -116,6 +131,19 @@ pub fn box_text(
             size.0, size.1
         )));
     }
+    Ok(())
+}
+
+/// The reference's box text: `int(x1/W*scale)`, ... (f64 division then multiplication, truncation
+/// toward zero), formatted with `box_format`'s four `%d`.
+pub fn box_text(
+    bbox: [f64; 4],
+    size: (u32, u32),
+    box_format: &str,
+    box_scale: u32,
+) -> Result<String> {
+    check_box(bbox, size)?;
+    let (w, h) = (f64::from(size.0), f64::from(size.1));
     let scale = f64::from(box_scale);
     let values = [
         bbox[0] / w * scale,
@@ -151,7 +179,7 @@ const MIN_CUSTOM_LABELS: usize = 2;
 /// The instruction of a request: the task's template with `{box}` or `{text}` filled in, with the
 /// rules of `prompt.py` `build_instruction`: user text is cleaned and counts as absent when empty;
 /// only `reg` takes a box and only `cls` takes labels; for `cls` the text is the whole question, else
-/// the labels' question, else the bundle's first label set's question.
+/// the labels' question; a cls request with neither is refused (the reference would ask its default set).
 pub fn instruction(manifest: &Manifest, input: &PromptInput) -> Result<String> {
     let name = input.task.name();
     let spec = manifest.tasks.get(name).ok_or_else(|| {
@@ -198,9 +226,12 @@ pub fn instruction(manifest: &Manifest, input: &PromptInput) -> Result<String> {
         }
         (Some(t), None) => Some(t),
         (None, Some(labels)) => Some(label_question(manifest, labels)?),
-        (None, None) if input.task == Task::Cls => {
-            Some(default_label_set(manifest)?.1.question.clone())
-        }
+        // The reference would ask its default set (DermaMNIST) — for a CT as well. Not silently here.
+        (None, None) if input.task == Task::Cls => return Err(Error::Request(format!(
+            "task \"cls\" needs its labels: a label set of the bundle ({}), a list of custom labels, or \
+             the whole question as text",
+            manifest.label_sets.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+        ))),
         (None, None) => spec.default_text.clone(),
     };
     let text = text.ok_or_else(|| {
@@ -209,13 +240,6 @@ pub fn instruction(manifest: &Manifest, input: &PromptInput) -> Result<String> {
         ))
     })?;
     Ok(spec.instruction.replace(PH_TEXT, &text))
-}
-
-/// The label set asked when a classification request names none: the manifest's first (by name).
-pub fn default_label_set(manifest: &Manifest) -> Result<(&String, &crate::bundle::LabelSet)> {
-    manifest.label_sets.iter().next().ok_or_else(|| {
-        Error::Request("the bundle has no label sets; give labels or the question text".into())
-    })
 }
 
 /// `prompt.py` `_clean_labels`: each label whitespace-collapsed and stripped; at least two, all
@@ -265,8 +289,7 @@ pub fn label_question(manifest: &Manifest, labels: &Labels) -> Result<String> {
 }
 
 /// The labels a classification answer is matched against (`reference.py` `label_candidates`): the
-/// request's labels, else the default set when no text was given, else the set whose question is the
-/// given text, else none.
+/// request's labels, else the set whose question is the given text, else none.
 pub fn label_candidates(
     manifest: &Manifest,
     text: Option<&str>,
@@ -282,7 +305,7 @@ pub fn label_candidates(
                 .ok_or_else(|| Error::Request(format!("unknown label set \"{name}\"")))?,
         ),
         (Some(Labels::Custom(list)), _) => Some(list.clone()),
-        (None, None) => Some(default_label_set(manifest)?.1.labels.clone()),
+        (None, None) => None,
         (None, Some(t)) => {
             let asked = clean_text(t, max_words);
             manifest

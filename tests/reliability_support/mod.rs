@@ -6,10 +6,10 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::Digest;
 
 #[path = "../paths/mod.rs"]
 mod paths;
@@ -78,14 +78,10 @@ pub fn patient_sentinels() -> Vec<String> {
         .collect()
 }
 
-/// A fresh, empty folder for one test.
+/// A fresh, empty folder for one test, removed when the test process exits unless that test failed
+/// (`paths::fresh_temp_dir`).
 pub fn temp_dir(name: &str) -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("unimed-rel-{}-{name}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    dir
+    paths::fresh_temp_dir("unimed-rel", name)
 }
 
 /// A private integrity-stamp cache for the child processes, so tests neither read nor write the
@@ -261,8 +257,8 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// A copy of the tiny bundle in a fresh folder: the manifest and every file named in `copied` are real
-/// copies (so they can be damaged), the others are symbolic links to the originals.
+/// A copy of the tiny bundle in a fresh folder: the manifest, its seal and every file named in `copied` are
+/// real copies (so they can be damaged), the others are symbolic links to the originals.
 pub fn bundle_copy(name: &str, copied: &[&str]) -> PathBuf {
     let src = tiny_bundle();
     let dir = temp_dir(name);
@@ -273,7 +269,7 @@ pub fn bundle_copy(name: &str, copied: &[&str]) -> PathBuf {
         let file = entry.file_name();
         let target = dir.join(&file);
         let as_str = file.to_string_lossy();
-        if as_str == "unimed.json" || copied.contains(&as_str.as_ref()) {
+        if as_str.starts_with("unimed.json") || copied.contains(&as_str.as_ref()) {
             std::fs::copy(entry.path(), &target)
                 .unwrap_or_else(|e| panic!("{}: {e}", target.display()));
         } else {
@@ -284,8 +280,24 @@ pub fn bundle_copy(name: &str, copied: &[&str]) -> PathBuf {
     dir
 }
 
-/// Reads, changes and writes back the manifest of a bundle copy.
+/// Reads, changes and writes back the manifest of a bundle copy, and seals it again as the exporter
+/// would: these cases are about what the load finds *behind* a valid seal (an unsealed edit is a case of
+/// its own, `edit_manifest_unsealed`).
 pub fn edit_manifest(dir: &Path, change: impl FnOnce(&mut Value)) {
+    edit_manifest_unsealed(dir, change);
+    let p = dir.join("unimed.json");
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let seal = dir.join("unimed.json.sha256");
+    std::fs::write(&seal, format!("{sha}  unimed.json\n"))
+        .unwrap_or_else(|e| panic!("{}: {e}", seal.display()));
+}
+
+/// Reads, changes and writes back the manifest of a bundle copy, leaving its seal as it was.
+pub fn edit_manifest_unsealed(dir: &Path, change: impl FnOnce(&mut Value)) {
     let p = dir.join("unimed.json");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut v: Value =

@@ -10,7 +10,10 @@ layout). The weights are hard-linked, not copied. The extra work per token is on
 and a cast: the same lookup the Rust runtime does on its side.
 
     python -m unimed_export.bench.genai_runner --bundle models/bench-int4 --work .cache/compare/genai-bench-int4 \
-        [--prompt-len 170] [--new-tokens 100] [--threads 2] [--runs 3] [--warmup 1] [--json OUT]
+        [--prompt-len 170] [--new-tokens 100] [--threads 2] [--runs 3] [--warmup 1] [--json OUT] [--provider cuda]
+
+`--provider cuda` (the onnxruntime-genai-cuda wheel; scripts/gpu-check pairs it with `unimed` on a cuda-target
+bundle): genai's CUDA provider, with the KV cache on the device as genai keeps it.
 
 Timing, as peer-measurements.md §4: TTFT = append_tokens (the prefill) + the first generate_next_token (picks
 from the prefill logits, no model run); decode = each later generate_next_token (one decoder run each).
@@ -163,7 +166,11 @@ def prepare_folder(bundle: Path, work: Path) -> Path:
     return work
 
 
-def run(folder: Path, prompt: list, new_tokens: int, threads: int, runs: int, warmup: int) -> dict:
+PROVIDERS = ("cpu", "cuda")
+
+
+def run(folder: Path, prompt: list, new_tokens: int, threads: int, runs: int, warmup: int,
+        provider: str = "cpu") -> dict:
     import onnxruntime_genai as og
 
     t0 = time.perf_counter()
@@ -171,6 +178,9 @@ def run(folder: Path, prompt: list, new_tokens: int, threads: int, runs: int, wa
     # genai's default is hardware_concurrency/2 threads (1 on a 2-vCPU machine): set the count explicitly.
     cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
         "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+    if provider != "cpu":
+        cfg.clear_providers()
+        cfg.append_provider(provider)
     model = og.Model(cfg)
     load_s = time.perf_counter() - t0
     total = len(prompt) + new_tokens
@@ -225,6 +235,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--prepare-only", action="store_true", help="write the genai folder and exit")
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--provider", choices=PROVIDERS, default="cpu",
+                        help="genai's execution provider (cuda needs the onnxruntime-genai-cuda wheel)")
 
 
 def main(argv: list | None = None) -> int:
@@ -238,12 +250,13 @@ def main(argv: list | None = None) -> int:
             return 0
         manifest = _read_manifest(args.bundle)
         prompt = workload.prompt_ids(args.prompt_len, manifest["model"]["vocab_size"], manifest["tokens"]["bos"])
-        raw = run(folder, prompt, args.new_tokens, args.threads, args.runs, args.warmup)
+        raw = run(folder, prompt, args.new_tokens, args.threads, args.runs, args.warmup, args.provider)
     except GenaiBenchError as exc:
         print(f"genai_runner: {exc}", file=sys.stderr)
         return 1
     precision = manifest["graphs"]["decoder"].get("precision", "?")
-    result = summarize(raw, f"genai-{precision}", folder, args.prompt_len, args.new_tokens, args.threads)
+    suffix = "" if args.provider == "cpu" else f"-{args.provider}"
+    result = summarize(raw, f"genai{suffix}-{precision}", folder, args.prompt_len, args.new_tokens, args.threads)
     workload.emit(result, args.json)
     return 0
 

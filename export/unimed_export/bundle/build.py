@@ -20,9 +20,10 @@ from .connector_graph import FoldedConnector, export_connector
 from .decoder import install_decoder, read_contract, remove_tree, run_builder
 from .embed import write_embed_table, write_tokenizer
 from .image_precision import convert_graph
-from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, load_manifest
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, SEAL_NAME, load_manifest, write_seal
 from .merged_llama import MERGED_FP32_LIMIT, write_merged_folder
 from .provenance import provenance
+from .target import DEFAULT_TARGET, plan as target_plan
 from .files import file_record, human_size
 
 VISION_FILE, CONNECTOR_FILE, DECODER_FILE = "vision.onnx", "connector.onnx", "decoder.onnx"
@@ -44,14 +45,23 @@ def _graph_files(bundle: Path, names: list[str]) -> str:
 
 
 def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_precision: str = "fp32",
-                 image_precision: str = "fp32", merged_dtype: str = "auto", log=print,
-                 accuracy_level: int | None = None, block_size: int | None = None) -> dict:
-    """Write every file of a bundle into `bundle` (an empty folder); return a summary for the CLI."""
+                 image_precision: str | None = None, merged_dtype: str = "auto", log=print,
+                 accuracy_level: int | None = None, block_size: int | None = None,
+                 target: str = DEFAULT_TARGET) -> dict:
+    """Write every file of a bundle into `bundle` (an empty folder); return a summary for the CLI.
+
+    `target` (target.py) decides the decoder's builder provider and, when `image_precision` is None, the
+    vision/connector precision; an impossible pair (fp32 decoder for a GPU) raises TargetError first.
+    """
     from ..model.connector import Connector
     from ..model.unimed import resample_rate
     from ..model.vision import VisionEncoder
     from ..model.vit import EvaViT
 
+    export_plan = target_plan(target, decoder_precision, image_precision)
+    image_precision = export_plan.image_precision
+    log(f"target {target}: decoder {decoder_precision} built for the {export_plan.builder_provider} provider, "
+        f"vision/connector {image_precision}")
     log(f"reading inputs: {inputs.eva}, {inputs.llama}, {inputs.checkpoint}")
     eva = read_eva(inputs.eva)
     llama = read_llama(inputs.llama)
@@ -77,7 +87,7 @@ def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_prec
     log(f"connector: wrote {_graph_files(bundle, files)}")
 
     contract = export_decoder_stage(llama, ckpt, staging, bundle, decoder_precision, merged_dtype, log,
-                                    accuracy_level, block_size)
+                                    accuracy_level, block_size, export_plan.builder_provider)
 
     log("embed_tokens: writing float16 table")
     vocab, hidden = write_embed_table(llama, bundle / EMBED_FILE)
@@ -97,8 +107,9 @@ def build_bundle(inputs: BundleInputs, bundle: Path, staging: Path, decoder_prec
               "pad": pad if isinstance(pad, int) else (0 if unk is None else unk)}
     log("manifest: hashing files")
     manifest = assemble_manifest(model_dims, tokens, contract, image_precision, decoder_precision, ckpt, bundle,
-                                 inputs)
+                                 inputs, target)
     (bundle / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_seal(bundle)
     # The hashes were computed a moment ago from these very files; re-hashing would double the time.
     load_manifest(bundle, verify_hashes=False)
     log("manifest: written and validated (fields, dims, file sizes, graph I/O)")
@@ -113,7 +124,8 @@ def export_vision_stage(vision, image_size: int, staging: Path, bundle: Path, pr
 
 
 def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: str, merged_dtype: str, log,
-                         accuracy_level: int | None = None, block_size: int | None = None):
+                         accuracy_level: int | None = None, block_size: int | None = None,
+                         provider: str | None = None):
     fp32_bytes = sum(int(torch.Size(s).numel()) * 4 for s in llama.expected_shapes().values())
     if merged_dtype == "auto":
         merged_dtype = "fp32" if fp32_bytes <= MERGED_FP32_LIMIT else "fp16"
@@ -125,7 +137,7 @@ def export_decoder_stage(llama, ckpt, staging: Path, bundle: Path, precision: st
     write_merged_folder(llama, ckpt, merged, merged_dtype, log)
     gc.collect()
     built = run_builder(merged, staging / "builder-out", precision, staging / "builder-cache", log, accuracy_level,
-                        block_size)
+                        block_size, provider)
     remove_tree(merged)
     files = install_decoder(built, bundle, DECODER_FILE)
     remove_tree(staging / "builder-out")
@@ -150,7 +162,7 @@ def _check_dims(dims: dict, contract, llama) -> None:
 
 
 def assemble_manifest(model_dims: dict, tokens: dict, contract, image_precision: str, decoder_precision: str,
-                      ckpt, bundle: Path, inputs: BundleInputs) -> dict:
+                      ckpt, bundle: Path, inputs: BundleInputs, target: str = DEFAULT_TARGET) -> dict:
     from .connector_graph import INPUT_NAMES as CONN_IN, OUTPUT_NAMES as CONN_OUT
     from .vision_graph import INPUT_NAME as VIS_IN, OUTPUT_NAME as VIS_OUT
     from ..model.image import CLIP_MEAN, CLIP_STD
@@ -164,10 +176,12 @@ def assemble_manifest(model_dims: dict, tokens: dict, contract, image_precision:
         "decoder": {"file": DECODER_FILE, "precision": decoder_precision, **contract.manifest_fields()},
     }
     # Field order follows docs/BUNDLE.md so that diffs of manifests read naturally.
-    files = {p.name: file_record(p) for p in sorted(bundle.iterdir()) if p.is_file() and p.name != MANIFEST_NAME}
+    files = {p.name: file_record(p) for p in sorted(bundle.iterdir())
+             if p.is_file() and p.name not in (MANIFEST_NAME, SEAL_NAME)}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "target": target,
         "model": model_dims,
         "tokens": tokens,
         "preprocess": {"image_size": model_dims["image_size"], "resample": "bicubic",

@@ -10,6 +10,8 @@ Precisions (what each one really is, on the graph):
 - int8: MatMulNBits bits=8 (block 128 by default, symmetric, accuracy_level 4 = int8 activations on CPU), fp32
   I/O + KV.
 - int4: MatMulNBits bits=4 (block 128 by default, symmetric, accuracy_level 4), fp32 I/O + KV.
+  For a GPU export target (target.py) int8 and int4 are built with `-e cuda` instead: the same MatMulNBits
+  weights with fp16 I/O and KV cache, the contract the CUDA provider's GroupQueryAttention needs.
   Why block 128 and not the builder's 32: on the `bench` decoder (CPU, 2 threads) it prefilled 170 positions
   in 0.59 instead of 0.87 s and decoded in 20–21 instead of 24–25 ms/token (fewer scales to read and apply,
   file 15 % smaller); the price is coarser quantisation (one scale per 128 inputs, the common choice of
@@ -63,16 +65,19 @@ class DecoderExportError(Exception):
 
 
 def run_builder(merged_dir: Path, out_dir: Path, precision: str, cache_dir: Path, log,
-                accuracy_level: int | None = None, block_size: int | None = None) -> Path:
+                accuracy_level: int | None = None, block_size: int | None = None,
+                provider: str | None = None) -> Path:
     """Run the model builder on a merged HF LLaMA folder; return the produced model.onnx path.
 
     accuracy_level (int8/int4 only): MatMulNBits' activation precision, 1 fp32, 2 fp16, 3 bf16, 4 int8;
-    None keeps the builder's default (4 on the CPU EP). block_size (int8/int4 only): inputs per scale, None
-    for DEFAULT_BLOCK_SIZE.
+    None keeps the builder's default (4 on the CPU EP, 0 = unset on CUDA). block_size (int8/int4 only):
+    inputs per scale, None for DEFAULT_BLOCK_SIZE. provider: the builder's `-e` (cpu: float32 I/O, cuda:
+    float16 I/O and KV), chosen by the export target (target.py); None for the precision's cpu-target one.
     """
     if precision not in BUILDER_TARGETS:
         raise DecoderExportError(f"decoder precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    builder_precision, provider = BUILDER_TARGETS[precision]
+    builder_precision, default_provider = BUILDER_TARGETS[precision]
+    provider = provider or default_provider
     extra = ["exclude_embeds=true"]
     if accuracy_level is not None:
         if precision not in QUANTIZED:

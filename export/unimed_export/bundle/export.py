@@ -2,6 +2,7 @@
 
     python -m unimed_export export --eva eva_vit_g.pth --llama Llama-2-7b-chat-hf --checkpoint checkpoint.pth \
         --out models/mybundle --decoder-precision int4
+    python -m unimed_export export ... --out models/mybundle-cuda --target cuda --decoder-precision int4
     python -m unimed_export export --from .cache/synth/tiny --out models/tiny
 
 Stages (each prints a progress line): vision graph, connector graph, merged LLaMA + model builder -> decoder
@@ -28,6 +29,7 @@ from .files import human_size
 from .image_precision import IMAGE_PRECISIONS
 from .manifest import ManifestError
 from .merged_llama import MERGED_FP32_LIMIT
+from .target import DEFAULT_TARGET, TARGETS, TargetError, plan as target_plan
 
 # The synth command's fixed file names inside a synthetic folder (unimed_export.synth).
 SYNTH_EVA, SYNTH_LLAMA, SYNTH_CHECKPOINT = "eva_vit_g.pth", "llama", "checkpoint.pth"
@@ -41,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--llama", type=Path, help="Hugging Face LLaMA-2 folder")
     src.add_argument("--checkpoint", type=Path, help="Uni-Med training checkpoint checkpoint_*.pth")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced if it exists)")
+    parser.add_argument("--target", choices=TARGETS, default=DEFAULT_TARGET,
+                        help="execution provider the bundle is built for (recorded in the manifest; the runtime "
+                             "refuses --ep cuda/tensorrt on a cpu bundle): cpu (float32-I/O decoder), cuda or "
+                             "tensorrt (decoder with float16 I/O and KV cache, fp16 vision/connector by default; "
+                             f"an fp32 decoder is refused). Default {DEFAULT_TARGET}")
     parser.add_argument("--decoder-precision", choices=DECODER_PRECISIONS, default="fp32",
                         help="decoder weights: fp32, fp16 (fp16 I/O and KV), int8 or int4 MatMulNBits (default fp32)")
     parser.add_argument("--decoder-accuracy-level", type=int, choices=ACCURACY_LEVELS, default=None,
@@ -49,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder-block-size", type=int, choices=BLOCK_SIZES, default=None,
                         help="int8/int4 decoders: MatMulNBits inputs per scale (default "
                              f"{DEFAULT_BLOCK_SIZE}; 32 is finer and slower)")
-    parser.add_argument("--vision-precision", choices=IMAGE_PRECISIONS, default="fp32",
-                        help="vision and connector graphs: fp32, fp16 weights or int8 MatMulNBits (default fp32)")
+    parser.add_argument("--vision-precision", choices=IMAGE_PRECISIONS, default=None,
+                        help="vision and connector graphs: fp32, fp16 weights or int8 MatMulNBits (default: fp32 "
+                             "for --target cpu, fp16 for cuda and tensorrt)")
     parser.add_argument("--merged-dtype", choices=("auto", "fp32", "fp16"), default="auto",
                         help="dtype of the temporary merged LLaMA folder fed to the model builder (auto: fp32 "
                              f"when the fp32 weights fit in {MERGED_FP32_LIMIT >> 30} GiB, else fp16)")
@@ -89,6 +97,11 @@ def main(args) -> int:
     if args.decoder_block_size is not None and args.decoder_precision not in QUANTIZED:
         raise SystemExit(f"export: --decoder-block-size applies to {'/'.join(QUANTIZED)} decoders, "
                          f"not --decoder-precision {args.decoder_precision}")
+    try:
+        # Before any staging folder exists: an impossible target/precision pair costs nothing.
+        export_plan = target_plan(args.target, args.decoder_precision, args.vision_precision)
+    except TargetError as exc:
+        raise SystemExit(f"export: --target {args.target}: {exc}") from exc
     out = Path(args.out)
     log = Progress()
     work = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -100,8 +113,9 @@ def main(args) -> int:
     try:
         inputs = BundleInputs(eva=eva, llama=llama, checkpoint=checkpoint, synth_dir=args.from_dir)
         summary = build_bundle(inputs, bundle_tmp, staging, decoder_precision=args.decoder_precision,
-                               image_precision=args.vision_precision, merged_dtype=args.merged_dtype, log=log,
-                               accuracy_level=args.decoder_accuracy_level, block_size=args.decoder_block_size)
+                               image_precision=export_plan.image_precision, merged_dtype=args.merged_dtype, log=log,
+                               accuracy_level=args.decoder_accuracy_level, block_size=args.decoder_block_size,
+                               target=args.target)
         gc.collect()
         _swap_in(bundle_tmp, out)
     except (ReaderError, DecoderExportError, ExternalDataError, ManifestError) as exc:
@@ -116,8 +130,9 @@ def main(args) -> int:
     log(f"bundle written: {out}")
     for name, size in summary["files"].items():
         print(f"    {name:24s} {human_size(size):>12s}")
-    print(f"    total {human_size(sum(summary['files'].values()))}; vision/connector {args.vision_precision}, "
-          f"decoder {args.decoder_precision} (io {summary['io_dtype']}); {time.monotonic() - log.start:.1f} s")
+    print(f"    total {human_size(sum(summary['files'].values()))}; target {args.target}; vision/connector "
+          f"{export_plan.image_precision}, decoder {args.decoder_precision} (io {summary['io_dtype']}); "
+          f"{time.monotonic() - log.start:.1f} s")
     return 0
 
 

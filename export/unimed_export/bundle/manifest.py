@@ -14,9 +14,15 @@ import json
 import re
 from pathlib import Path
 
+from .target import DEFAULT_TARGET, TARGETS
+
 FORMAT = "unimed-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "unimed.json"
+# The manifest's seal: `sha256sum unimed.json` output, written beside it by the exporter. The manifest
+# holds prompts, label sets, preprocessing and box scale, and every other file's hash, so its own bytes
+# must be covered too; the runtime refuses a manifest whose sha256 differs (`unimed verify` reports it).
+SEAL_NAME = "unimed.json.sha256"
 
 _INT, _FLOAT, _STR, _BOOL = "int", "number", "string", "bool"
 
@@ -34,11 +40,14 @@ class ManifestError(Exception):
 
 
 # Schema: dict = object with exactly these keys; ("map", S) = object with free keys, values S;
-# ("list", S, n) = list (length n or any); ("opt", S) = S or null; ("enum", values); scalar type names.
+# ("list", S, n) = list (length n or any); ("opt", S) = S or null; ("enum", values); scalar type names;
+# ("absent_means", default, S) = S, or no field at all, which means `default` (fields added after version 1).
 _NAMES_VISION = {"pixel_values": _STR}
 _SCHEMA = {
     "format": _STR,
     "format_version": _INT,
+    # Bundles exported before targets existed have no field; they were all built for the CPU.
+    "target": ("absent_means", DEFAULT_TARGET, ("enum", list(TARGETS))),
     "model": {k: _INT for k in ("image_size", "num_image_tokens", "image_feature_dim", "hidden_size", "vocab_size",
                                  "num_layers", "num_kv_heads", "head_dim", "context_length", "num_experts")},
     "tokens": {"bos": _INT, "eos": _INT, "unk": _INT, "pad": _INT},
@@ -101,6 +110,8 @@ def _describe(schema) -> str:
         return "one of " + ", ".join(json.dumps(v) for v in schema[1])
     if tag == "opt":
         return _describe(schema[1]) + " or null"
+    if tag == "absent_means":
+        return _describe(schema[2]) + f" (absent: {json.dumps(schema[1])})"
     if tag == "list":
         n = f" of {schema[2]}" if schema[2] is not None else ""
         return f"a list{n} ({_describe(schema[1])} each)"
@@ -122,6 +133,8 @@ def _check(value, schema, field: str) -> None:
         for key, sub in schema.items():
             name = f"{field}.{key}" if field else key
             if key not in value:
+                if isinstance(sub, tuple) and sub[0] == "absent_means":
+                    continue
                 raise ManifestError(name, "this field to be present", "missing")
             _check(value[key], sub, name)
         return
@@ -129,6 +142,8 @@ def _check(value, schema, field: str) -> None:
     if tag == "enum":
         if value not in schema[1]:
             raise ManifestError(field, _describe(schema), value)
+    elif tag == "absent_means":
+        _check(value, schema[2], field)
     elif tag == "opt":
         if value is not None:
             _check(value, schema[1], field)
@@ -317,6 +332,11 @@ def check_graphs(m: dict, bundle: Path) -> None:
                                     model["num_layers"])
 
 
+def target_of(manifest: dict) -> str:
+    """The export target of a validated manifest (a manifest without the field was built for the CPU)."""
+    return manifest.get("target", DEFAULT_TARGET)
+
+
 def load_manifest(bundle: str | Path, verify_hashes: bool = False, check_graph_io: bool = True) -> dict:
     """Read and validate BUNDLE/unimed.json; return the manifest dict."""
     bundle = Path(bundle)
@@ -331,10 +351,35 @@ def load_manifest(bundle: str | Path, verify_hashes: bool = False, check_graph_i
     return manifest
 
 
+def write_seal(bundle: Path) -> str:
+    """Write BUNDLE/unimed.json.sha256 (sha256sum's format, so `sha256sum -c` checks it); return the hash."""
+    from .files import sha256_file
+
+    digest = sha256_file(bundle / MANIFEST_NAME)
+    (bundle / SEAL_NAME).write_text(f"{digest}  {MANIFEST_NAME}\n", encoding="utf-8")
+    return digest
+
+
+def check_seal(bundle: Path) -> None:
+    """The manifest's bytes hash to what its seal records."""
+    from .files import sha256_file
+
+    seal = bundle / SEAL_NAME
+    if not seal.is_file():
+        raise ManifestError(SEAL_NAME, f"the manifest seal {seal} (written by the exporter)", "missing")
+    recorded = seal.read_text(encoding="utf-8").split()
+    digest = sha256_file(bundle / MANIFEST_NAME)
+    if recorded[:2] != [digest, MANIFEST_NAME]:
+        raise ManifestError(SEAL_NAME, f"'{digest}  {MANIFEST_NAME}' (the sha256 of {bundle / MANIFEST_NAME})",
+                            " ".join(recorded))
+
+
 def validate(manifest: dict, bundle: Path, verify_hashes: bool = False, check_graph_io: bool = True) -> None:
     check_schema(manifest)
     check_consistency(manifest)
     check_files(manifest, Path(bundle), verify_hashes)
+    if verify_hashes:
+        check_seal(Path(bundle))
     if check_graph_io:
         check_graphs(manifest, Path(bundle))
 
@@ -352,6 +397,6 @@ def main(args) -> int:
         return 1
     total = sum(rec["size"] for rec in manifest["files"].values())
     print(f"{args.bundle}: valid (format version {manifest['format_version']}, {len(manifest['files'])} files, "
-          f"{total} bytes, decoder {manifest['graphs']['decoder']['precision']}"
+          f"{total} bytes, target {target_of(manifest)}, decoder {manifest['graphs']['decoder']['precision']}"
           f"{'' if args.no_hash else ', sha256 verified'})")
     return 0

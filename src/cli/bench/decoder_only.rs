@@ -18,6 +18,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::memory::{self, monotonic_ns, Rss};
+use super::provenance::Provenance;
+use super::report::{csv_cell, on_off};
 use super::stats::{ms, Summary};
 use unimed_edge::generate::decode_loop::{generate, DecodeLimits};
 use unimed_edge::generate::sampler::Sampler;
@@ -27,6 +29,8 @@ use unimed_edge::{Bundle, SamplingParams, SessionOptions};
 
 /// Mapped files listed in the report (largest first).
 const RESIDENT_FILES_SHOWN: usize = 8;
+/// One token from the prefill and at least one decode step, so that there is a per-token time.
+pub const MIN_NEW_TOKENS: usize = 2;
 
 /// What the decoder-only mode needs besides the session options.
 pub struct DecoderBench<'a> {
@@ -45,6 +49,9 @@ pub struct DecoderReport {
     pub schema: &'static str,
     pub contender: String,
     pub bundle: String,
+    /// build, onnxruntime, host, model (the bundle identity): what produced these numbers.
+    #[serde(flatten)]
+    pub provenance: Provenance,
     pub prompt_len: usize,
     pub new_tokens: usize,
     pub threads: Option<usize>,
@@ -139,8 +146,8 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
         m.tokens.bos,
         m.model.vocab_size,
     )?;
-    if b.new_tokens < 2 {
-        bail!("--new-tokens must be at least 2 (one prefill token and one decode step)");
+    if b.new_tokens < MIN_NEW_TOKENS {
+        bail!("--max-new-tokens must be at least {MIN_NEW_TOKENS} (one prefill token and one decode step)");
     }
     let capacity = ids.len() + b.new_tokens;
     let mut cache = decoder.new_cache(capacity)?;
@@ -219,6 +226,7 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
         schema: "unimed-bench-decoder/1",
         contender: format!("unimed-{}", m.graphs.decoder.precision),
         bundle: b.model.display().to_string(),
+        provenance: Provenance::collect(&bundle, &b.session),
         prompt_len: ids.len(),
         new_tokens: b.new_tokens,
         threads: b.session.intra_threads,
@@ -250,6 +258,88 @@ pub fn run(b: &DecoderBench) -> Result<DecoderReport> {
             * std::mem::size_of::<f32>()) as u64,
     })
 }
+
+impl DecoderReport {
+    /// `-o md`: provenance and settings, then one table row.
+    pub fn markdown(&self) -> String {
+        let ms_sd = |v: Option<Summary>| {
+            v.map(|s| format!("{:.2} ± {:.2}", s.mean, s.sd))
+                .unwrap_or_else(|| "-".into())
+        };
+        format!(
+            "## unimed bench --decoder-only: `{}` ({})\n\n{}\
+             - settings: {} runs, prompt {} + {} tokens, threads {}, prepacking {}, CPU arena {}; load {:.0} ms\n\n\
+             | TTFT ms | ms/token | tokens/s | e2e ms | peak RSS MiB | tokens sha256 |\n\
+             |--:|--:|--:|--:|--:|:--|\n\
+             | {} | {} | {} | {} | {} | `{}` |\n",
+            self.bundle,
+            self.contender,
+            self.provenance.markdown(),
+            self.e2e_ms.map(|s| s.n).unwrap_or(0),
+            self.prompt_len,
+            self.new_tokens,
+            self.threads
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "default".into()),
+            on_off(self.prepacking),
+            on_off(self.cpu_arena),
+            self.load_ms,
+            ms_sd(self.ttft_ms),
+            ms_sd(self.decode_ms),
+            self.decode_tokens_per_s
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            ms_sd(self.e2e_ms),
+            self.peak_rss_bytes
+                .map(|b| format!("{:.0}", b as f64 / MIB))
+                .unwrap_or_else(|| "-".into()),
+            self.tokens_sha256,
+        )
+    }
+
+    /// `-o csv`: a header and one row, the provenance columns last.
+    pub fn csv(&self) -> String {
+        let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
+        let cells: Vec<String> = [
+            self.contender.clone(),
+            self.prompt_len.to_string(),
+            self.new_tokens.to_string(),
+            self.threads.map(|t| t.to_string()).unwrap_or_default(),
+            self.prepacking.to_string(),
+            f(Some(self.load_ms)),
+            f(self.ttft_ms.map(|s| s.mean)),
+            f(self.ttft_ms.map(|s| s.sd)),
+            f(self.decode_ms.map(|s| s.mean)),
+            f(self.decode_ms.map(|s| s.sd)),
+            f(self.decode_ms.map(|s| s.p50)),
+            f(self.decode_ms.map(|s| s.p90)),
+            f(self.decode_tokens_per_s),
+            f(self.e2e_ms.map(|s| s.mean)),
+            f(self.e2e_ms.map(|s| s.sd)),
+            self.peak_rss_bytes
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            self.tokens_sha256.clone(),
+        ]
+        .into_iter()
+        .chain(self.provenance.csv_cells())
+        .map(|c| csv_cell(&c))
+        .collect();
+        format!(
+            "{DECODER_CSV_HEADER},{}\n{}\n",
+            Provenance::CSV_COLUMNS,
+            cells.join(",")
+        )
+    }
+}
+
+/// Bytes per MiB.
+const MIB: f64 = 1048576.0;
+
+/// Column names of the `--decoder-only` CSV (before the provenance columns).
+pub const DECODER_CSV_HEADER: &str = "contender,prompt_len,new_tokens,threads,prepacking,load_ms,ttft_mean_ms,\
+ttft_sd_ms,decode_mean_ms,decode_sd_ms,decode_p50_ms,decode_p90_ms,decode_tokens_per_s,e2e_mean_ms,e2e_sd_ms,\
+peak_rss_bytes,tokens_sha256";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a panic in a test is its failure message

@@ -1,5 +1,5 @@
 //! The per-task report of `unimed bench`: aggregation of the requests' stage timings, and its three
-//! renderings (table on stdout, JSON, CSV). The JSON schema is documented in docs/PERFORMANCE.md.
+//! renderings (`-o md|json|csv`). The JSON schema is documented in docs/PERFORMANCE.md.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::memory::Rss;
+use super::provenance::Provenance;
 use super::stats::Summary;
 use unimed_edge::{Output, Task};
 
@@ -19,6 +20,9 @@ pub struct BenchReport {
     pub schema: &'static str,
     pub bundle: String,
     pub decoder_precision: String,
+    /// build, onnxruntime, host, model (the bundle identity): what produced these numbers.
+    #[serde(flatten)]
+    pub provenance: Provenance,
     pub settings: Settings,
     pub load_ms: LoadTimes,
     pub memory: Memory,
@@ -140,26 +144,48 @@ fn cell(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
 }
 
-/// The human-readable table (stage medians, decode and end-to-end distribution).
-pub fn table(r: &BenchReport) -> String {
+/// `mean ± sd` of a stage, or `-` when it did not run.
+fn mean_sd(v: Option<Summary>) -> String {
+    v.map(|s| format!("{:.1} ± {:.1}", s.mean, s.sd))
+        .unwrap_or_else(|| "-".into())
+}
+
+pub(super) fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// The Markdown rendering (`-o md`, the default): provenance and settings as a list, one table row per
+/// task with every stage as mean ± sd over the timed runs, then memory.
+pub fn markdown(r: &BenchReport) -> String {
     let mut s = String::new();
     let st = &r.settings;
     let _ = writeln!(
         s,
-        "bundle {} (decoder {}), {} runs + {} warm-up per task, {} new tokens, threads {}, prepacking {}, CPU arena {}, vision cache {}",
-        r.bundle,
-        r.decoder_precision,
+        "## unimed bench: `{}` (decoder {})\n",
+        r.bundle, r.decoder_precision
+    );
+    s.push_str(&r.provenance.markdown());
+    let _ = writeln!(
+        s,
+        "- settings: {} runs + {} warm-up per task, {} new tokens, threads {}, prepacking {}, CPU arena {}, \
+         vision cache {}",
         st.runs,
         st.warmup,
         st.new_tokens,
-        st.threads.map(|t| t.to_string()).unwrap_or_else(|| "default".into()),
-        if st.prepacking { "on" } else { "off" },
-        if st.cpu_arena { "on" } else { "off" },
-        if st.vision_cache { "on" } else { "off" },
+        st.threads
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "default".into()),
+        on_off(st.prepacking),
+        on_off(st.cpu_arena),
+        on_off(st.vision_cache),
     );
     let _ = writeln!(
         s,
-        "load: cold {:.0} ms{}, warm {:.0} ms",
+        "- load: cold {:.0} ms{}, warm {:.0} ms\n",
         r.load_ms.cold,
         if r.load_ms.evicted {
             " (files evicted from the page cache)"
@@ -170,17 +196,14 @@ pub fn table(r: &BenchReport) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8}",
-        "task", "prompt", "tokens", "decode", "prepr", "vision", "connector", "prompt", "prefill", "TTFT", "tok p50",
-        "tok p90", "tok/s", "e2e p50", "e2e p90", "e2e p99"
+        "| task | prompt tokens | new tokens | input decode ms | preprocess ms | vision ms | connector ms | prompt ms | prefill ms \
+         | TTFT ms | ms/token | tokens/s | e2e ms | e2e p50 ms | e2e p90 ms |"
     );
     let _ = writeln!(
         s,
-        "{:<7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8}",
-        "", "", "", "ms", "ms", "ms", "ms", "ms", "ms", "ms p50", "ms", "ms", "", "ms", "ms", "ms"
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for t in &r.tasks {
-        let p50 = |x: &Option<Summary>| cell(x.map(|v| v.p50));
         let tokens = match (
             t.generated_tokens.iter().min(),
             t.generated_tokens.iter().max(),
@@ -191,53 +214,60 @@ pub fn table(r: &BenchReport) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<7} {:>6} {:>6} {:>7} {:>7} {:>8} {:>9} {:>7} {:>8} {:>8} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8}",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.task,
             t.prompt_tokens,
             tokens,
-            p50(&t.input_decode_ms),
-            p50(&t.preprocess_ms),
-            p50(&t.vision_ms),
-            p50(&t.connector_ms),
-            p50(&t.prompt_ms),
-            p50(&t.prefill_ms),
-            p50(&t.ttft_ms),
-            p50(&t.decode_ms_per_token),
-            cell(t.decode_ms_per_token.map(|v| v.p90)),
+            mean_sd(t.input_decode_ms),
+            mean_sd(t.preprocess_ms),
+            mean_sd(t.vision_ms),
+            mean_sd(t.connector_ms),
+            mean_sd(t.prompt_ms),
+            mean_sd(t.prefill_ms),
+            mean_sd(t.ttft_ms),
+            mean_sd(t.decode_ms_per_token),
             cell(t.decode_tokens_per_s),
-            p50(&t.e2e_ms),
+            mean_sd(t.e2e_ms),
+            cell(t.e2e_ms.map(|v| v.p50)),
             cell(t.e2e_ms.map(|v| v.p90)),
-            cell(t.e2e_ms.map(|v| v.p99)),
         );
     }
     let m = &r.memory;
     let mib = |b: Option<u64>| {
-        b.map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
+        b.map(|b| format!("{:.0} MiB", b as f64 / MIB))
             .unwrap_or_else(|| "-".into())
     };
     let _ = writeln!(
         s,
-        "memory: peak RSS {} (after load {}), anon {}, file {}; weights {} + KV cache {} -> peak/(weights+KV) {}",
+        "\n- memory: peak RSS {} (after load {}), anon {}, file {}; weights {} + KV cache {} -> \
+         peak/(weights+KV) {}",
         mib(m.rss.peak_bytes),
         mib(m.peak_after_load_bytes),
         mib(m.rss.anon_bytes),
         mib(m.rss.file_bytes),
         mib(Some(m.weights_bytes)),
         mib(Some(m.kv_cache_bytes)),
-        m.peak_over_weights_and_kv.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
+        m.peak_over_weights_and_kv
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into())
     );
     s
 }
 
+/// Bytes per MiB, for the memory line.
+const MIB: f64 = 1048576.0;
+
 /// Column names of the CSV (one row per task).
 pub const CSV_HEADER: &str = "task,prompt_tokens,generated_tokens_min,input_decode_p50_ms,preprocess_p50_ms,vision_p50_ms,\
 connector_p50_ms,prompt_p50_ms,prefill_p50_ms,ttft_p50_ms,ttft_p90_ms,decode_mean_ms,decode_p50_ms,decode_p90_ms,\
-decode_tokens_per_s,e2e_p50_ms,e2e_p90_ms,e2e_p99_ms,load_cold_ms,load_warm_ms,peak_rss_bytes,threads,prepacking";
+decode_tokens_per_s,e2e_p50_ms,e2e_p90_ms,e2e_p99_ms,load_cold_ms,load_warm_ms,peak_rss_bytes,threads,prepacking,\
+ttft_mean_ms,ttft_sd_ms,decode_sd_ms,e2e_mean_ms,e2e_sd_ms";
 
-/// The CSV rendering: [`CSV_HEADER`] then one row per task; empty cells for stages that did not run.
+/// The CSV rendering: [`CSV_HEADER`] and the provenance columns, then one row per task; empty cells for
+/// stages that did not run. Every row repeats the provenance, so rows from several runs can be
+/// concatenated and still say what produced them.
 pub fn csv(r: &BenchReport) -> String {
-    let mut s = String::from(CSV_HEADER);
-    s.push('\n');
+    let mut s = format!("{CSV_HEADER},{}\n", Provenance::CSV_COLUMNS);
     let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
     for t in &r.tasks {
         let fields = [
@@ -275,9 +305,28 @@ pub fn csv(r: &BenchReport) -> String {
                 .map(|v| v.to_string())
                 .unwrap_or_default(),
             r.settings.prepacking.to_string(),
+            f(t.ttft_ms.map(|v| v.mean)),
+            f(t.ttft_ms.map(|v| v.sd)),
+            f(t.decode_ms_per_token.map(|v| v.sd)),
+            f(t.e2e_ms.map(|v| v.mean)),
+            f(t.e2e_ms.map(|v| v.sd)),
         ];
-        s.push_str(&fields.join(","));
+        let cells: Vec<String> = fields
+            .into_iter()
+            .chain(r.provenance.csv_cells())
+            .map(|c| csv_cell(&c))
+            .collect();
+        s.push_str(&cells.join(","));
         s.push('\n');
     }
     s
+}
+
+/// A CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break (a CPU model may).
+pub fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
 }

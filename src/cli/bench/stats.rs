@@ -1,15 +1,19 @@
 //! Summary statistics of repeated measurements, in milliseconds. Percentiles interpolate linearly
 //! between order statistics (numpy's default), so the Python peers' numbers are computed the same way.
+//! The standard deviation is the sample one (n − 1 in the denominator, numpy's `ddof=1`): the spread of
+//! repeated measurements; 0 for a single sample, which has no spread to estimate.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-/// mean / p50 / p90 / p99 / min / max of `n` samples, in ms.
+/// mean / sd / p50 / p90 / p99 / min / max of `n` samples, in ms.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Summary {
     pub n: usize,
     pub mean: f64,
+    /// Sample standard deviation (0 when `n` is 1).
+    pub sd: f64,
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
@@ -40,9 +44,16 @@ impl Summary {
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
+        let mean = sorted.iter().sum::<f64>() / n as f64;
+        let squares: f64 = sorted.iter().map(|v| (v - mean).powi(2)).sum();
         Some(Summary {
             n,
-            mean: sorted.iter().sum::<f64>() / n as f64,
+            mean,
+            sd: if n > 1 {
+                (squares / (n - 1) as f64).sqrt()
+            } else {
+                0.0
+            },
             p50: percentile_sorted(&sorted, 50.0),
             p90: percentile_sorted(&sorted, 90.0),
             p99: percentile_sorted(&sorted, 99.0),
@@ -70,9 +81,11 @@ mod tests {
         assert!((s.p90 - 7.6).abs() < 1e-12);
         assert!((s.p99 - 9.76).abs() < 1e-12);
         assert!((s.mean - 4.0).abs() < 1e-12);
+        // numpy.std([1, 2, 3, 4, 10], ddof=1) = 3.5355339059327378
+        assert!((s.sd - 3.5355339059327378).abs() < 1e-12);
         assert_eq!((s.min, s.max), (1.0, 10.0));
         assert!(Summary::of_ms(&[]).is_none());
         let one = Summary::of(&[Duration::from_micros(1500)]).unwrap();
-        assert_eq!((one.p50, one.p99), (1.5, 1.5));
+        assert_eq!((one.p50, one.p99, one.sd), (1.5, 1.5, 0.0));
     }
 }

@@ -13,7 +13,9 @@
 
 mod device;
 mod placement;
+mod prepare;
 mod register;
+mod target;
 // Used by registration only in builds with the `tensorrt` feature; compiled (and tested) in every build.
 #[cfg_attr(not(feature = "tensorrt"), allow(dead_code))]
 mod tensorrt;
@@ -28,8 +30,11 @@ use crate::error::{Error, Result};
 
 pub use device::{input_memory, kv_memory, memory_label, InputMemory, HOST_LABEL};
 pub use placement::{placement, placements, Placement};
+pub use prepare::{for_bundle, BundleContext};
 pub use register::available_providers;
 pub(crate) use register::create;
+pub use target::{accepts, check_target, export_command};
+pub use tensorrt::Profiles;
 
 /// The graphs of a bundle, by the names used in specs, errors and reports (data-flow order).
 pub const GRAPHS: [&str; 3] = ["vision", "connector", "decoder"];
@@ -118,6 +123,8 @@ impl std::str::FromStr for EpSpec {
                 GRAPHS.join(", ")
             ))
         };
+        // The provider's own parse error lists the providers too; `bad` already does.
+        let unknown = |p: &str| bad(format!("unknown execution provider \"{p}\""));
         for part in s.split(',').map(str::trim) {
             if part.is_empty() {
                 return Err(bad("empty entry".into()));
@@ -127,17 +134,15 @@ impl std::str::FromStr for EpSpec {
                     if spec.default.is_some() {
                         return Err(bad(format!("a second default provider \"{part}\"")));
                     }
-                    spec.default = Some(part.parse().map_err(|e: Error| bad(e.to_string()))?);
+                    spec.default = Some(part.parse().map_err(|_| unknown(part))?);
                 }
                 Some((graph, provider)) => {
                     let graph = graph.trim().to_ascii_lowercase();
                     if !GRAPHS.contains(&graph.as_str()) {
                         return Err(bad(format!("unknown graph \"{graph}\"")));
                     }
-                    let provider = provider
-                        .trim()
-                        .parse()
-                        .map_err(|e: Error| bad(e.to_string()))?;
+                    let provider = provider.trim();
+                    let provider = provider.parse().map_err(|_| unknown(provider))?;
                     if spec.per_graph.insert(graph.clone(), provider).is_some() {
                         return Err(bad(format!("graph \"{graph}\" named twice")));
                     }
@@ -190,6 +195,22 @@ pub enum CpuNodes {
     Any,
 }
 
+/// cuDNN convolution algorithm search of the CUDA provider (`cudnn_conv_algo_search`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvSearch {
+    /// Benchmark every algorithm on the first run of each convolution shape (ONNX Runtime's default): the
+    /// fastest kernel, but hundreds of milliseconds on a fresh process's first image.
+    Exhaustive,
+    /// cuDNN's heuristics pick the algorithm without benchmarking. The default here: the only convolution
+    /// is the ViT's patch embedding, run once per image, so the search cannot pay for itself in a
+    /// process that answers one study.
+    #[default]
+    Heuristic,
+    /// cuDNN's default algorithm, no search at all.
+    Default,
+}
+
 /// CUDA provider options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -203,6 +224,8 @@ pub struct CudaOptions {
     /// every node is on the CUDA provider and the inputs keep their shapes and device addresses from run
     /// to run; the decoder's inputs change shape every step, so it is refused for the decoder.
     pub cuda_graph: bool,
+    /// cuDNN convolution algorithm search (default heuristic: see [`ConvSearch`]).
+    pub conv_algo_search: ConvSearch,
 }
 
 /// TensorRT provider options.
@@ -259,6 +282,10 @@ pub struct ProviderConfig {
     pub cpu_nodes: CpuNodes,
     pub cuda: CudaOptions,
     pub tensorrt: TensorRtOptions,
+    /// What the providers take from the bundle being loaded (its identity for cache keys, the TensorRT
+    /// profiles from its dims), set by [`for_bundle`]; never read from the configuration file.
+    #[serde(skip)]
+    pub bundle: Option<BundleContext>,
 }
 
 impl ProviderConfig {
@@ -268,7 +295,7 @@ impl ProviderConfig {
         serde_json::from_str(&text).map_err(|e| {
             Error::Request(format!(
                 "{}: invalid execution provider configuration: {e} (fields: ep, fallback, cpu_nodes, cuda {{device_id, \
-                 mem_limit, cuda_graph}}, tensorrt {{fp16, engine_cache_dir, timing_cache_dir, dla_core, max_seq, workspace, \
+                 mem_limit, cuda_graph, conv_algo_search}}, tensorrt {{fp16, engine_cache_dir, timing_cache_dir, dla_core, max_seq, workspace, \
                  with_cuda}})",
                 path.display()
             ))
@@ -381,6 +408,18 @@ mod tests {
         assert_eq!(cfg.cuda.mem_limit, Some(1024));
         assert_eq!(cfg.tensorrt.dla_core, Some(0));
         assert!(cfg.tensorrt.fp16, "fp16 stays on unless switched off");
+        assert_eq!(
+            cfg.cuda.conv_algo_search,
+            ConvSearch::Heuristic,
+            "no cuDNN benchmark on a fresh process's first image unless asked for"
+        );
+        let exhaustive: ProviderConfig =
+            serde_json::from_str(r#"{"cuda": {"conv_algo_search": "exhaustive"}}"#).unwrap();
+        assert_eq!(exhaustive.cuda.conv_algo_search, ConvSearch::Exhaustive);
+        assert!(serde_json::from_str::<ProviderConfig>(
+            r#"{"cuda": {"conv_algo_search": "fast"}}"#
+        )
+        .is_err());
         assert_eq!(cfg.cpu_nodes, CpuNodes::None);
         let err = serde_json::from_str::<ProviderConfig>(r#"{"cuda": {"device": 1}}"#)
             .unwrap_err()

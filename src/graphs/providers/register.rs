@@ -170,9 +170,12 @@ fn attempt(
         ));
     }
     if graph == "decoder" && cfg.cuda.cuda_graph {
-        return Err("CUDA graphs need inputs whose shapes stay the same from run to run, and the decoder's \
-                    attention_mask and inputs_embeds change shape every step; set cuda_graph only for the \
-                    vision and connector graphs' configuration"
+        // Replaying a captured decode step needs a static attention mask of the cache's capacity, device-
+        // resident inputs_embeds/mask/logits buffers at fixed addresses and the prefill run outside the
+        // capture (`gpu_graph_id` -1); the decode loop does not do that yet (issue #14, docs/JETSON.md).
+        return Err("CUDA graphs need inputs whose shapes and device addresses stay the same from run to run, \
+                    and the decoder's attention_mask and inputs_embeds change shape every step; set cuda_graph \
+                    only for the vision and connector graphs' configuration"
             .into());
     }
     let mut builder = builder
@@ -183,7 +186,7 @@ fn attempt(
             .with_disable_cpu_fallback()
             .map_err(|e| format!("disabling CPU fallback: {e}"))?;
     }
-    let (mut builder, notices) = dispatch::register(builder, graph, model, ep, cfg)?;
+    let (mut builder, notices) = dispatch::register(builder, graph, library, ep, cfg)?;
     // Only now that the provider registered is a long build actually coming.
     for notice in notices {
         eprintln!("unimed: {notice}");
@@ -245,7 +248,7 @@ mod dispatch {
     pub(super) fn register(
         builder: SessionBuilder,
         graph: &str,
-        model: &Path,
+        library: &Path,
         ep: ExecutionProvider,
         cfg: &ProviderConfig,
     ) -> std::result::Result<(SessionBuilder, Vec<String>), String> {
@@ -256,7 +259,7 @@ mod dispatch {
             ExecutionProvider::TensorRt => {
                 #[cfg(feature = "tensorrt")]
                 {
-                    let (dispatch, notice) = tensorrt_ep(graph, model, cfg)?;
+                    let (dispatch, notice) = tensorrt_ep(graph, library, cfg)?;
                     list.push(dispatch);
                     notices.extend(notice);
                 }
@@ -289,22 +292,35 @@ mod dispatch {
         if o.cuda_graph {
             ep = ep.with_cuda_graph(true);
         }
-        ep.build().error_on_failure()
+        let search = match o.conv_algo_search {
+            super::super::ConvSearch::Exhaustive => ort::ep::cuda::ConvAlgorithmSearch::Exhaustive,
+            super::super::ConvSearch::Heuristic => ort::ep::cuda::ConvAlgorithmSearch::Heuristic,
+            super::super::ConvSearch::Default => ort::ep::cuda::ConvAlgorithmSearch::Default,
+        };
+        ep.with_conv_algorithm_search(search)
+            .build()
+            .error_on_failure()
     }
 
     #[cfg(feature = "tensorrt")]
     fn tensorrt_ep(
         graph: &str,
-        model: &Path,
+        library: &Path,
         cfg: &ProviderConfig,
     ) -> std::result::Result<(ort::ep::ExecutionProviderDispatch, Option<String>), String> {
         let o = &cfg.tensorrt;
         if o.dla_core.is_some() && !o.fp16 {
             return Err("a DLA core runs fp16 or int8 only; enable fp16 to use dla_core".into());
         }
-        let engines = tensorrt::engine_dir(o, graph)
+        let bundle = cfg.bundle.as_ref();
+        let key = tensorrt::CacheKey::new(
+            bundle.map(|b| b.manifest_sha256.as_str()),
+            cfg.cuda.device_id,
+            library,
+        );
+        let engines = tensorrt::engine_dir(o, graph, &key)
             .map_err(|e| format!("cannot create the engine cache folder: {e}"))?;
-        let timing = tensorrt::timing_dir(o)
+        let timing = tensorrt::timing_dir(o, &key)
             .map_err(|e| format!("cannot create the timing cache folder: {e}"))?;
         let mut ep = ort::ep::TensorRT::default()
             .with_device_id(cfg.cuda.device_id)
@@ -313,7 +329,9 @@ mod dispatch {
             .with_engine_cache_path(engines.display())
             .with_timing_cache(true)
             .with_timing_cache_path(timing.display());
-        if let Some(p) = tensorrt::profiles_for(model, graph, o) {
+        // Without a bundle context (sessions made outside `for_bundle`) the provider uses the graph's
+        // declared shapes, which is enough for the fixed-shape vision and connector graphs.
+        if let Some(p) = bundle.and_then(|b| b.trt_profiles.get(graph)).cloned() {
             ep = ep
                 .with_profile_min_shapes(p.min)
                 .with_profile_opt_shapes(p.opt)

@@ -2,13 +2,19 @@
 //! folders, and the first-run notice.
 //!
 //! TensorRT compiles an engine for a range of input shapes (a profile: min, opt, max per dynamic
-//! input). The ranges come from the bundle's manifest (never from constants): the vision and connector
-//! inputs are fixed, the decoder's sequence axes run from 1 to `max_seq`.
+//! input). The ranges come from the bundle's manifest (never from constants; prepare.rs computes them
+//! once per bundle): the vision and connector inputs are fixed, the decoder's sequence axes run from 1
+//! to `max_seq`.
+//!
+//! Caches persist between runs, so the minutes-long engine build and the layer timing happen once. The
+//! default folders are keyed so that a cached engine is never offered to what it was not built for:
+//! `<cache>/unimed/tensorrt/engines/<gpu>-ort<version>/<bundle sha256 prefix>/<graph>/` and
+//! `<cache>/unimed/tensorrt/timing/<gpu>-ort<version>/` (the timing cache is per layer, shared by bundles).
 
 use std::path::{Path, PathBuf};
 
 use super::TensorRtOptions;
-use crate::bundle::{cache_base, parse_manifest, Manifest, MANIFEST_FILE, PH_LAYER};
+use crate::bundle::{cache_base, Manifest, PH_LAYER};
 
 /// Sub-folders of the cache base.
 const CACHE_SUBDIR: &str = "unimed/tensorrt";
@@ -16,11 +22,17 @@ const ENGINES_SUBDIR: &str = "engines";
 const TIMING_SUBDIR: &str = "timing";
 /// File suffix of TensorRT engines written by ONNX Runtime's engine cache.
 const ENGINE_SUFFIX: &str = ".engine";
+/// Hex digits of the manifest sha256 in the engine folder name: unique enough, short enough to read.
+const BUNDLE_KEY_LEN: usize = 16;
+/// Where Linux's NVIDIA driver describes each GPU (`Model: ...` in `<bus id>/information`).
+const NVIDIA_PROC_GPUS: &str = "/proc/driver/nvidia/gpus";
+/// The board name on a Jetson (no discrete GPU entry there).
+const DEVICE_TREE_MODEL: &str = "/proc/device-tree/model";
 
 /// The three profile strings ONNX Runtime's TensorRT provider takes
 /// (`name:d0xd1x…,name:…` for min, opt and max).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Profiles {
+pub struct Profiles {
     pub min: String,
     pub opt: String,
     pub max: String,
@@ -28,15 +40,6 @@ pub(super) struct Profiles {
 
 /// One input's dims at min, opt and max.
 type InputRange = (String, Vec<usize>, Vec<usize>, Vec<usize>);
-
-/// Profiles for `graph` of the bundle holding `model` (`None` when the manifest cannot be read: the
-/// provider then uses the graph's declared shapes, which works for fixed-shape graphs).
-pub(super) fn profiles_for(model: &Path, graph: &str, opts: &TensorRtOptions) -> Option<Profiles> {
-    let path = model.parent()?.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let manifest = parse_manifest(&text, &path).ok()?;
-    profiles(&manifest, graph, opts.max_seq)
-}
 
 /// Profiles for `graph` from the manifest's dims.
 pub(super) fn profiles(m: &Manifest, graph: &str, max_seq: usize) -> Option<Profiles> {
@@ -122,23 +125,100 @@ fn cache_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join(CACHE_SUBDIR))
 }
 
-/// The engine folder of `graph` (created if needed).
-pub(super) fn engine_dir(opts: &TensorRtOptions, graph: &str) -> std::io::Result<PathBuf> {
+/// What a cached engine depends on besides the graph: the GPU and the ONNX Runtime (so TensorRT) build,
+/// and the bundle (`None` when sessions are made without one, e.g. by a test).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CacheKey {
+    /// `<gpu>-ort<version>`, file-name safe.
+    pub device: String,
+    /// Prefix of the manifest's sha256.
+    pub bundle: Option<String>,
+}
+
+impl CacheKey {
+    pub(super) fn new(manifest_sha256: Option<&str>, device_id: i32, library: &Path) -> CacheKey {
+        let gpu = gpu_name(device_id).unwrap_or_else(|| format!("cuda{device_id}"));
+        CacheKey {
+            device: file_safe(&format!("{gpu}-ort{}", ort_version(library))),
+            bundle: manifest_sha256.map(|h| h.chars().take(BUNDLE_KEY_LEN).collect()),
+        }
+    }
+}
+
+/// The GPU's model name from the driver's /proc entries (`NVIDIA H200`), or the Jetson board's name.
+fn gpu_name(device_id: i32) -> Option<String> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(NVIDIA_PROC_GPUS)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    // Bus ids sort in the order CUDA numbers devices by default (PCI bus order).
+    entries.sort();
+    let from_driver = usize::try_from(device_id)
+        .ok()
+        .and_then(|i| entries.get(i))
+        .and_then(|dir| std::fs::read_to_string(dir.join("information")).ok())
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("Model:").map(|m| m.trim().to_string()))
+        });
+    from_driver.or_else(|| {
+        std::fs::read_to_string(DEVICE_TREE_MODEL)
+            .ok()
+            .map(|m| m.trim_end_matches('\0').trim().to_string())
+            .filter(|m| !m.is_empty())
+    })
+}
+
+/// The version in the library's file name (`libonnxruntime.so.1.31.1` → `1.31.1`).
+fn ort_version(library: &Path) -> String {
+    library
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split_once(".so."))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Letters, digits, `.`, `_` and `-`; anything else becomes `-`.
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The engine folder of `graph` (created if needed): the configured one, else the keyed default.
+pub(super) fn engine_dir(
+    opts: &TensorRtOptions,
+    graph: &str,
+    key: &CacheKey,
+) -> std::io::Result<PathBuf> {
     let dir = opts
         .engine_cache_dir
         .clone()
-        .unwrap_or_else(|| cache_root().join(ENGINES_SUBDIR))
+        .unwrap_or_else(|| keyed_engines(&cache_root(), key))
         .join(graph);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
-/// The timing cache folder (created if needed).
-pub(super) fn timing_dir(opts: &TensorRtOptions) -> std::io::Result<PathBuf> {
+/// `<root>/engines/<gpu>-ort<version>/<bundle>`.
+fn keyed_engines(root: &Path, key: &CacheKey) -> PathBuf {
+    root.join(ENGINES_SUBDIR)
+        .join(&key.device)
+        .join(key.bundle.as_deref().unwrap_or("any-bundle"))
+}
+
+/// The timing cache folder (created if needed): the configured one, else the keyed default.
+pub(super) fn timing_dir(opts: &TensorRtOptions, key: &CacheKey) -> std::io::Result<PathBuf> {
     let dir = opts
         .timing_cache_dir
         .clone()
-        .unwrap_or_else(|| cache_root().join(TIMING_SUBDIR));
+        .unwrap_or_else(|| cache_root().join(TIMING_SUBDIR).join(&key.device));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -160,9 +240,45 @@ mod tests {
     fn tiny_manifest() -> Manifest {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("models/tiny")
-            .join(MANIFEST_FILE);
+            .join(crate::bundle::MANIFEST_FILE);
         let text = std::fs::read_to_string(&root).expect("models/tiny (scripts/setup builds it)");
-        parse_manifest(&text, &root).unwrap()
+        crate::bundle::parse_manifest(&text, &root).unwrap()
+    }
+
+    #[test]
+    fn default_cache_folders_are_keyed_by_gpu_ort_and_bundle() {
+        let lib = Path::new("/x/libonnxruntime.so.1.31.1");
+        let key = CacheKey::new(Some(&"ab".repeat(32)), 0, lib);
+        assert!(key.device.ends_with("-ort1.31.1"), "{key:?}");
+        assert!(
+            !key.device.contains(' ') && !key.device.contains('/'),
+            "{key:?}"
+        );
+        assert_eq!(key.bundle.as_deref(), Some(&"ab".repeat(8)[..]));
+        let root = Path::new("/cache/unimed/tensorrt");
+        assert_eq!(
+            keyed_engines(root, &key),
+            root.join("engines")
+                .join(&key.device)
+                .join("abababababababab")
+        );
+        let other = CacheKey::new(Some(&"cd".repeat(32)), 0, lib);
+        assert_ne!(keyed_engines(root, &other), keyed_engines(root, &key));
+        // Configured folders are used as given.
+        let base = std::env::temp_dir().join(format!("unimed-trt-key-{}", std::process::id()));
+        let opts = TensorRtOptions {
+            engine_cache_dir: Some(base.join("engines")),
+            timing_cache_dir: Some(base.join("timing")),
+            ..TensorRtOptions::default()
+        };
+        assert_eq!(
+            engine_dir(&opts, "vision", &key).unwrap(),
+            base.join("engines/vision")
+        );
+        assert_eq!(timing_dir(&opts, &key).unwrap(), base.join("timing"));
+        assert_eq!(file_safe("NVIDIA H200 (SXM)"), "NVIDIA-H200--SXM-");
+        assert_eq!(ort_version(Path::new("/x/libonnxruntime.so")), "unknown");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
