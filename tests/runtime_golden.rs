@@ -11,9 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
 use unimed_edge::dump::read_npy;
-use unimed_edge::{Engine, EngineOptions, ImageSource, Labels, Request, RunOptions, Task};
+use unimed_edge::{Engine, EngineOptions, RunOptions};
+
+mod runtime_support;
+use runtime_support::{ids, read_jsonl, request_from};
 
 /// Relative tolerance of dumped tensors (of the largest magnitude of the reference tensor).
 const TENSOR_RTOL: f32 = 1e-4;
@@ -27,58 +29,6 @@ const DUMPED: [&str; 5] = [
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (regenerate the goldens with scripts/make-goldens)",
-            path.display()
-        )
-    });
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display()))
-        })
-        .collect()
-}
-
-fn ids(v: &Value) -> Option<Vec<u32>> {
-    v.as_array().map(|a| {
-        a.iter()
-            .map(|x| x.as_u64().expect("token id") as u32)
-            .collect()
-    })
-}
-
-fn request_from(line: &Value, folder: &Path) -> Request {
-    let task: Task = line["task"]
-        .as_str()
-        .expect("task")
-        .parse()
-        .expect("known task");
-    let mut req = Request::new(task);
-    if let Some(img) = line["image"].as_str() {
-        req.image = Some(ImageSource::Path(folder.join(img)));
-    }
-    req.text = line["text"].as_str().map(str::to_string);
-    if let Some(b) = line["box"].as_array() {
-        let v: Vec<f64> = b.iter().map(|x| x.as_f64().expect("box number")).collect();
-        req.bbox = Some([v[0], v[1], v[2], v[3]]);
-    }
-    if let Some(set) = line["label_set"].as_str() {
-        req.labels = Some(Labels::Set(set.to_string()));
-    }
-    if let Some(l) = line["labels"].as_array() {
-        req.labels = Some(Labels::Custom(
-            l.iter()
-                .map(|x| x.as_str().expect("label").to_string())
-                .collect(),
-        ));
-    }
-    req
 }
 
 fn compare_tensor(id: &str, name: &str, expected: &Path, actual: &Path) {

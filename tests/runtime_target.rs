@@ -15,55 +15,13 @@ use std::path::Path;
 use serde_json::Value;
 use unimed_edge::bundle::Target;
 use unimed_edge::graphs::providers::EpSpec;
-use unimed_edge::{
-    Bundle, Engine, EngineOptions, ExecutionProvider, ImageSource, Labels, Request, Task,
-};
+use unimed_edge::{Bundle, Engine, EngineOptions, ExecutionProvider};
 
 mod runtime_support;
-use runtime_support::bundle_dir;
+use runtime_support::{bundle_dir, ids, read_jsonl, request_from};
 
 fn golden_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tiny-cuda")
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (record it with scripts/make-goldens cuda-target)",
-            path.display()
-        )
-    });
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
-        .collect()
-}
-
-fn ids(v: &Value) -> Option<Vec<u32>> {
-    v.as_array()
-        .map(|a| a.iter().map(|x| x.as_u64().expect("id") as u32).collect())
-}
-
-/// A request of requests.jsonl (the reference's format; image paths relative to its folder).
-fn request_from(line: &Value, folder: &Path) -> Request {
-    let task: Task = line["task"].as_str().expect("task").parse().expect("task");
-    let mut req = Request::new(task);
-    if let Some(img) = line["image"].as_str() {
-        req.image = Some(ImageSource::Path(folder.join(img)));
-    }
-    req.text = line["text"].as_str().map(str::to_string);
-    if let Some(b) = line["box"].as_array() {
-        let v: Vec<f64> = b.iter().map(|x| x.as_f64().expect("box")).collect();
-        req.bbox = Some([v[0], v[1], v[2], v[3]]);
-    }
-    if let Some(set) = line["label_set"].as_str() {
-        req.labels = Some(Labels::Set(set.to_string()));
-    }
-    if let Some(l) = line["labels"].as_array() {
-        let labels = l.iter().map(|x| x.as_str().expect("label").to_string());
-        req.labels = Some(Labels::Custom(labels.collect()));
-    }
-    req
 }
 
 /// The goldens were recorded from exactly these graph files, or a token difference would mean nothing.

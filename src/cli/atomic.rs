@@ -55,34 +55,6 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with(path, |f| f.write_all(bytes))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_whole_files_and_leaves_nothing_on_failure() -> Result<()> {
-        let dir = std::env::temp_dir().join(format!("unimed-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let target = dir.join("out.txt");
-        write_bytes(&target, b"hello")?;
-        assert_eq!(std::fs::read(&target)?, b"hello");
-        let failed = write_with(&target, |_| Err(std::io::Error::other("disk full")));
-        assert!(failed.is_err());
-        assert_eq!(
-            std::fs::read(&target)?,
-            b"hello",
-            "a failed write must not touch the old file"
-        );
-        let left: Vec<_> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(left.len(), 1, "temporary files left behind: {left:?}");
-        std::fs::remove_dir_all(&dir)?;
-        Ok(())
-    }
-}
-
 /// Fails early (before a long run) when an output file cannot be written: its folder is missing or not
 /// writable, or the path is a folder. The folder is tested by creating (and removing) a hidden file in
 /// it, which is what the atomic write will do; permission bits alone would not tell (root, ACLs, a
@@ -124,5 +96,33 @@ pub fn check_writable(flag: &str, path: &Path) -> Result<()> {
             Exit::Output,
             format!("{flag} {}: {p}", path.display()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_whole_files_and_leaves_nothing_on_failure() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("unimed-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let target = dir.join("out.txt");
+        write_bytes(&target, b"hello")?;
+        assert_eq!(std::fs::read(&target)?, b"hello");
+        let failed = write_with(&target, |_| Err(std::io::Error::other("disk full")));
+        assert!(failed.is_err());
+        assert_eq!(
+            std::fs::read(&target)?,
+            b"hello",
+            "a failed write must not touch the old file"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "temporary files left behind: {left:?}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Terminal conventions shared by the subcommands: results go to stdout (so they pipe), everything for the
 //! human (progress, timings, warnings) goes to stderr, and colour is used only on a terminal and never when
-//! `NO_COLOR` is set (https://no-color.org: any non-empty value disables it).
+//! `NO_COLOR` is set (<https://no-color.org>: any non-empty value disables it).
 
 use std::io::IsTerminal;
 

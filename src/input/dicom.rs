@@ -135,6 +135,16 @@ fn read_str(obj: &DefaultDicomObject, attr: &Attr) -> Option<String> {
 }
 
 fn open(path: &Path, framing: Framing) -> Result<DefaultDicomObject, InputError> {
+    open_options(path, framing)?
+        .open_file(path)
+        .map_err(|e| InputError::DicomParse {
+            path: path.to_path_buf(),
+            message: error_chain(&e),
+        })
+}
+
+/// The reader's options for a file of this framing, once its declared lengths were checked.
+fn open_options(path: &Path, framing: Framing) -> Result<OpenFileOptions, InputError> {
     let preamble = match framing {
         Framing::Preamble => ReadPreamble::Always,
         Framing::NoPreamble => ReadPreamble::Never,
@@ -143,13 +153,7 @@ fn open(path: &Path, framing: Framing) -> Result<DefaultDicomObject, InputError>
     // file cannot hold first (dicom_prewalk.rs), so a header declaring 4 GB is a parse error, not
     // 4 GB of memory or an abort.
     super::dicom_prewalk::check(path, framing)?;
-    OpenFileOptions::new()
-        .read_preamble(preamble)
-        .open_file(path)
-        .map_err(|e| InputError::DicomParse {
-            path: path.to_path_buf(),
-            message: error_chain(&e),
-        })
+    Ok(OpenFileOptions::new().read_preamble(preamble))
 }
 
 /// Opens a DICOM file again for the DICOM output stage (src/output/), up to its Pixel Data, with the
@@ -174,13 +178,7 @@ pub(crate) fn open_header(path: &Path) -> Result<DefaultDicomObject, InputError>
         detected: "a file without the DICOM magic (the DICOM output needs a DICOM source)"
             .to_string(),
     })?;
-    let preamble = match framing {
-        Framing::Preamble => ReadPreamble::Always,
-        Framing::NoPreamble => ReadPreamble::Never,
-    };
-    super::dicom_prewalk::check(path, framing)?;
-    OpenFileOptions::new()
-        .read_preamble(preamble)
+    open_options(path, framing)?
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| InputError::DicomParse {

@@ -1,6 +1,6 @@
 //! DICOM output: a model result written back as DICOM objects that a PACS files with the source study.
 //!
-//! For a DICOM input, [`write`] makes, in a folder:
+//! For a DICOM input, [`write()`] makes, in a folder:
 //! - `SR_<uid>.dcm`, a Comprehensive SR (`sr.rs`, template "UNIMED-AIR-1") with the task, question,
 //!   answer, REC/REG box as an SCOORD on the source image, cls label, the algorithm's identity (model,
 //!   bundle sha256, runtime version) and the "not for diagnostic use" statement;
@@ -192,7 +192,7 @@ pub struct Written {
     pub path: PathBuf,
 }
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Debug, Clone, Default)]
 pub struct DicomOutput {
     pub written: Vec<Written>,
@@ -224,7 +224,7 @@ fn open_source(source: &SourceImage) -> Result<Source, OutputError> {
     Ok(src)
 }
 
-/// Checks, before a model runs, that [`write`] can attach objects to `source` (a DICOM image with the UIDs
+/// Checks, before a model runs, that [`write()`] can attach objects to `source` (a DICOM image with the UIDs
 /// and attributes the objects reference).
 pub fn check_source(source: &SourceImage) -> Result<(), OutputError> {
     open_source(source).map(|_| ())

@@ -1,4 +1,5 @@
-//! Shared helpers of the runtime integration tests (runtime_engine.rs, runtime_fp16.rs).
+//! Shared helpers of the runtime integration tests (runtime_engine.rs, runtime_fp16.rs, and the golden tests
+//! runtime_golden.rs and runtime_target.rs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -125,4 +126,56 @@ pub fn six_tasks() -> Vec<Request> {
             .with_image_path(image("gray.png"))
             .with_labels(Labels::Set("organsmnist".into())),
     ]
+}
+
+/// The lines of a golden .jsonl file (requests or recorded results).
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (regenerate the goldens with scripts/make-goldens)",
+            path.display()
+        )
+    });
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: bad line {l:?}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Token ids of a golden record field.
+pub fn ids(v: &serde_json::Value) -> Option<Vec<u32>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .map(|x| x.as_u64().expect("token id") as u32)
+            .collect()
+    })
+}
+
+/// A request of requests.jsonl (the reference's format; image paths relative to its folder).
+pub fn request_from(line: &serde_json::Value, folder: &Path) -> Request {
+    let task: Task = line["task"]
+        .as_str()
+        .expect("task")
+        .parse()
+        .expect("known task");
+    let mut req = Request::new(task);
+    if let Some(img) = line["image"].as_str() {
+        req.image = Some(unimed_edge::ImageSource::Path(folder.join(img)));
+    }
+    req.text = line["text"].as_str().map(str::to_string);
+    if let Some(b) = line["box"].as_array() {
+        let v: Vec<f64> = b.iter().map(|x| x.as_f64().expect("box number")).collect();
+        req.bbox = Some([v[0], v[1], v[2], v[3]]);
+    }
+    if let Some(set) = line["label_set"].as_str() {
+        req.labels = Some(Labels::Set(set.to_string()));
+    }
+    if let Some(l) = line["labels"].as_array() {
+        let labels = l.iter().map(|x| x.as_str().expect("label").to_string());
+        req.labels = Some(Labels::Custom(labels.collect()));
+    }
+    req
 }
