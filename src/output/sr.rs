@@ -64,10 +64,9 @@ fn text_item(relationship: &str, concept: Code, value: &str) -> InMemDicomObject
     it
 }
 
-/// The source image reference of an IMAGE item (PS3.3 Table C.18.4-1), naming the frame (1-based) of a
-/// multi-frame source.
-pub(crate) fn image_reference(source: &Source, frame: u32) -> InMemDicomObject {
-    let mut r = InMemDicomObject::from_element_iter([
+/// The source's Referenced SOP Class and Instance UIDs (the item of a Referenced SOP Sequence).
+fn sop_reference(source: &Source) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter([
         text(
             tags::REFERENCED_SOP_CLASS_UID,
             VR::UI,
@@ -78,7 +77,13 @@ pub(crate) fn image_reference(source: &Source, frame: u32) -> InMemDicomObject {
             VR::UI,
             source.sop_instance_uid.clone(),
         ),
-    ]);
+    ])
+}
+
+/// The source image reference of an IMAGE item (PS3.3 Table C.18.4-1), naming the frame (1-based) of a
+/// multi-frame source.
+pub(crate) fn image_reference(source: &Source, frame: u32) -> InMemDicomObject {
+    let mut r = sop_reference(source);
     if source.multi_frame {
         r.put(text(
             tags::REFERENCED_FRAME_NUMBER,
@@ -211,18 +216,7 @@ fn content(
 /// The evidence the document was made from (SR Document General, PS3.3 C.17.2): the source image, in
 /// its study and series.
 fn evidence(source: &Source) -> InMemDicomObject {
-    let sop = InMemDicomObject::from_element_iter([
-        text(
-            tags::REFERENCED_SOP_CLASS_UID,
-            VR::UI,
-            source.sop_class_uid.clone(),
-        ),
-        text(
-            tags::REFERENCED_SOP_INSTANCE_UID,
-            VR::UI,
-            source.sop_instance_uid.clone(),
-        ),
-    ]);
+    let sop = sop_reference(source);
     let series = InMemDicomObject::from_element_iter([
         text(
             tags::SERIES_INSTANCE_UID,
