@@ -116,7 +116,20 @@ def run_builder(merged_dir: Path, out_dir: Path, precision: str, cache_dir: Path
 
 def install_decoder(builder_model: Path, bundle_dir: Path, file_name: str = "decoder.onnx") -> list[str]:
     """Copy the builder's graph into the bundle with page-aligned external data; return the file names."""
-    return relayout(builder_model, bundle_dir / file_name)
+    names = relayout(builder_model, bundle_dir / file_name)
+    _drop_local_version(bundle_dir / file_name)
+    return names
+
+
+def _drop_local_version(model_path: Path) -> None:
+    """The model builder stamps producer_version with the git commit of the folder it runs in (e.g.
+    "0.18.0+050ba43"), so the same export from another commit of this repository would differ in those bytes
+    and in its sha256. The local part is dropped: equal weights and graph give an equal file."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    release = model.producer_version.split("+", 1)[0]
+    if release != model.producer_version:
+        model.producer_version = release
+        onnx.save(model, str(model_path))
 
 
 @dataclass
