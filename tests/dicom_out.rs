@@ -17,6 +17,9 @@
 #[path = "paths/mod.rs"]
 mod paths;
 
+mod cli_support;
+use cli_support::{path_str, unimed};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -26,7 +29,6 @@ use unimed_edge::input::Window;
 use unimed_edge::output::{self, Algorithm, DicomOutput, DicomResult, ObjectKind, SourceImage};
 use unimed_edge::Task;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unimed");
 /// A made-up bundle hash for the library-level tests (the CLI tests use models/tiny's).
 const BUNDLE_SHA256: &str = "5f1d3c0a9b8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817060f1e";
 /// The box in units of the model's 0..100 scale, turned into source pixels per image.
@@ -619,41 +621,9 @@ fn storescu_sends_them_to_a_storage_scp() {
 
 // ---- through the binary ----------------------------------------------------------------------------
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn unimed(args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("UNIMED_MODEL")
-        .env("NO_COLOR", "1")
-        .current_dir(paths::root())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn expect(run: &Run, code: i32, args: &str) {
-    assert_eq!(
-        run.code, code,
-        "unimed {args}: exit code\nstdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
+/// models/tiny, as the CLI takes it.
 fn bundle() -> String {
-    s(&paths::bundle_dir("tiny"))
+    path_str(&cli_support::bundle())
 }
 
 /// The SR and (when written) GSPS files a record's `dicom_out` lists.
@@ -687,7 +657,7 @@ fn run_writes_sr_and_gsps_that_read_back() {
             .into_iter()
             .map(str::to_string)
             .collect::<Vec<_>>();
-        args.push(s(&ct));
+        args.push(path_str(&ct));
         args.extend(
             [
                 "--window",
@@ -699,11 +669,11 @@ fn run_writes_sr_and_gsps_that_read_back() {
             ]
             .map(str::to_string),
         );
-        args.push(s(&dir));
+        args.push(path_str(&dir));
         args.extend(extra.iter().map(|x| x.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = unimed(&refs);
-        expect(&run, 0, &args.join(" "));
+        let run = run.expect(0);
         let rec: Value = serde_json::from_str(run.stdout.trim())
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", run.stdout));
         let (sr, gsps) = objects(&rec, &dir);
@@ -778,8 +748,8 @@ fn non_dicom_input_and_qa_are_refused_with_exit_2() {
         "export/scripts/make_cli_fixtures.py",
     );
     let b = bundle();
-    let d = s(&dir);
-    let png_s = s(&png);
+    let d = path_str(&dir);
+    let png_s = path_str(&png);
     let run = unimed(&[
         "run",
         "--model",
@@ -792,7 +762,7 @@ fn non_dicom_input_and_qa_are_refused_with_exit_2() {
         &d,
         "What?",
     ]);
-    expect(&run, 2, "run vqa png --dicom-out");
+    let run = run.expect(2);
     assert!(
         run.stderr.contains("--dicom-out") && run.stderr.contains("not a DICOM file"),
         "{}",
@@ -808,10 +778,10 @@ fn non_dicom_input_and_qa_are_refused_with_exit_2() {
         &d,
         "What is diabetes?",
     ]);
-    expect(&run, 2, "run qa --dicom-out");
+    let run = run.expect(2);
     assert!(run.stderr.contains("qa takes no image"), "{}", run.stderr);
-    let missing = s(&dir.join("missing"));
-    let ct = s(&paths::pydicom_file("CT_small.dcm"));
+    let missing = path_str(&dir.join("missing"));
+    let ct = path_str(&paths::pydicom_file("CT_small.dcm"));
     let run = unimed(&[
         "run",
         "--model",
@@ -824,7 +794,7 @@ fn non_dicom_input_and_qa_are_refused_with_exit_2() {
         &missing,
         "What?",
     ]);
-    expect(&run, 6, "run --dicom-out missing folder");
+    let run = run.expect(6);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
     let left: Vec<_> = std::fs::read_dir(&dir)
         .into_iter()
@@ -855,16 +825,16 @@ fn batch_writes_objects_for_dicom_lines_and_refuses_the_others() {
         "batch",
         "--model",
         &bundle(),
-        &s(&worklist),
+        &path_str(&worklist),
         "--out",
-        &s(&results),
+        &path_str(&results),
         "--max-new-tokens",
         "4",
         "--quiet",
         "--dicom-out",
-        &s(&dicom_dir),
+        &path_str(&dicom_dir),
     ]);
-    expect(&run, 7, "batch with a png line");
+    run.expect(7);
     let records: Vec<Value> = std::fs::read_to_string(&results)
         .unwrap_or_default()
         .lines()
@@ -952,8 +922,8 @@ fn patient_data_goes_into_the_dicom_output_and_nowhere_else() {
         "patient_ct.dcm",
         "export/scripts/make_cli_fixtures.py",
     );
-    let (b, p, dd) = (bundle(), s(&patient), s(&dicom_dir));
-    let json_out = s(&other_dir.join("answer.json"));
+    let (b, p, dd) = (bundle(), path_str(&patient), path_str(&dicom_dir));
+    let json_out = path_str(&other_dir.join("answer.json"));
     let worklist = other_dir.join("w.jsonl");
     std::fs::write(
         &worklist,
@@ -964,7 +934,7 @@ fn patient_data_goes_into_the_dicom_output_and_nowhere_else() {
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let results = s(&other_dir.join("results.jsonl"));
+    let results = path_str(&other_dir.join("results.jsonl"));
     let runs = [
         unimed(&[
             "run",
@@ -1018,7 +988,7 @@ fn patient_data_goes_into_the_dicom_output_and_nowhere_else() {
             "batch",
             "--model",
             &b,
-            &s(&worklist),
+            &path_str(&worklist),
             "--out",
             &results,
             "--max-new-tokens",
@@ -1027,8 +997,8 @@ fn patient_data_goes_into_the_dicom_output_and_nowhere_else() {
             &dd,
         ]),
     ];
-    for (i, run) in runs.iter().enumerate() {
-        expect(run, 0, &format!("PHI run {i}"));
+    for (i, run) in runs.into_iter().enumerate() {
+        let run = run.expect(0);
         for n in &needles {
             assert!(
                 !contains(run.stdout.as_bytes(), n),
