@@ -14,11 +14,8 @@
 //! The tools are installed by scripts/setup (apt: dicom3tools, dcmtk; pip: highdicom); a missing tool fails
 //! the test with that message rather than skipping it.
 
-#[path = "paths/mod.rs"]
-mod paths;
-
 mod cli_support;
-use cli_support::{path_str, unimed};
+use cli_support::{path_str, paths, unimed};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

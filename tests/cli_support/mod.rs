@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 #[path = "../paths/mod.rs"]
-mod paths;
+pub mod paths;
 #[allow(unused_imports)] // not every test crate uses every path
 pub use paths::{pydicom_file, root};
 
